@@ -1,0 +1,124 @@
+"""The ``dada`` command. Thin: parses arguments, loads a config, calls the library.
+
+Each command has one ``_add_<command>`` function (its parser) and one ``_run_<command>`` function (its
+body). Errors a user can cause are :class:`dada.DadaError`: printed without a traceback, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dada.errors import DadaError
+
+
+# ---------------------------------------------------------------------------------------------- doctor
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="check a dataset folder before training on it")
+    p.add_argument("dataset", help="synthia, cityscapes, mapillary or folder")
+    p.add_argument("root", help="the dataset's root folder")
+    p.set_defaults(func=_run_doctor)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    raise DadaError("dada doctor is not implemented yet (issue 3)")
+
+
+# ------------------------------------------------------------------------------------- make-benchmark
+def _add_make_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-benchmark", help="generate the built-in SYNTHIA→Cityscapes-like benchmark")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_make_benchmark)
+
+
+def _run_make_benchmark(args: argparse.Namespace) -> int:
+    raise DadaError("dada make-benchmark is not implemented yet (issue 4)")
+
+
+# ---------------------------------------------------------------------------------------------- train
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a preset (source-only, AdvEnt, DADA, ablations S1-S7, ...)")
+    p.add_argument("preset", nargs="?", help="preset name or YAML file")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_iters=2000")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    raise DadaError("dada train is not implemented yet (issue 5)")
+
+
+# ----------------------------------------------------------------------------------------------- eval
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a run or checkpoint on the target validation set")
+    p.add_argument("checkpoint", help="run folder or checkpoint file")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    raise DadaError("dada eval is not implemented yet (issue 6)")
+
+
+# -------------------------------------------------------------------------------------------- predict
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="segment and estimate depth on your own images")
+    p.add_argument("checkpoint")
+    p.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    raise DadaError("dada predict is not implemented yet (issue 6)")
+
+
+# -------------------------------------------------------------------------------------------- compare
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="one table and one chart over several runs")
+    p.add_argument("runs", nargs="+")
+    p.set_defaults(func=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    raise DadaError("dada compare is not implemented yet (issue 6)")
+
+
+# ----------------------------------------------------------------------------------------------- demo
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="generate the built-in benchmark, train S1/S2/S7, evaluate, report")
+    p.add_argument("--quick", action="store_true", help="a smoke-test sized demo (about 2 minutes)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    raise DadaError("dada demo is not implemented yet (issue 6)")
+
+
+# ---------------------------------------------------------------------------------------------- main
+COMMANDS = (_add_train, _add_eval, _add_predict, _add_compare, _add_demo, _add_doctor, _add_make_benchmark)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dada import __version__
+
+    parser = argparse.ArgumentParser(prog="dada", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dada-seg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DadaError as error:
+        print(f"dada {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dada {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
