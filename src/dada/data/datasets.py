@@ -177,6 +177,9 @@ class SegmentationDataset(Dataset):
         self.seed = int(seed)
         self.list_file = Path(list_file) if list_file is not None else None
         self._calls = 0
+        known = getattr(self, "KNOWN_IDS", None)
+        if known is not None and self.use_labels:  # built-in datasets: fail early on a wrong class count
+            self._lut = _cached_lut(self.dataset_name, self.num_classes, known)
         records = self._list_records()
         if not records:
             raise DadaError(f"no images found for {self.dataset_name} split {self.split!r} under {self.root}")
@@ -303,8 +306,7 @@ class SynthiaDataset(SegmentationDataset):
             raw = read_label_pil(record.label)
         else:
             raw = synthia_raw_label(read_png16(record.label, "label"), record.label)
-        lut = _cached_lut("synthia", self.num_classes, self.KNOWN_IDS)
-        return apply_lut(raw, lut, record.label, "SYNTHIA raw class ids 0..22")
+        return apply_lut(raw, self._lut, record.label, "SYNTHIA raw class ids 0..22")
 
     def _read_depth(self, record: Record) -> np.ndarray:
         raw = anydepth_gray(read_png16(record.depth, "depth"))
@@ -404,8 +406,7 @@ class CityscapesDataset(SegmentationDataset):
 
     def _read_label(self, record: Record) -> np.ndarray:
         raw = read_label_pil(record.label)
-        lut = _cached_lut("cityscapes", self.num_classes, self.KNOWN_IDS)
-        return apply_lut(raw, lut, record.label, "Cityscapes labelIds 0..33 (the *_gtFine_labelIds.png "
+        return apply_lut(raw, self._lut, record.label, "Cityscapes labelIds 0..33 (the *_gtFine_labelIds.png "
                                                  "files, not labelTrainIds or color)")
 
     def _read_depth(self, record: Record) -> np.ndarray:
@@ -470,8 +471,7 @@ class MapillaryDataset(SegmentationDataset):
 
     def _read_label(self, record: Record) -> np.ndarray:
         raw = read_label_pil(record.label)
-        lut = _cached_lut("mapillary", self.num_classes, self.KNOWN_IDS)
-        return apply_lut(raw, lut, record.label, "Mapillary Vistas label ids 0..65")
+        return apply_lut(raw, self._lut, record.label, "Mapillary Vistas label ids 0..65")
 
     def _image_geometry(self, image: Image.Image) -> np.ndarray:
         fitted = resize_image(image, letterbox_shape((image.height, image.width), self.size))

@@ -1,0 +1,42 @@
+"""Preprocessing modes, their inverse, and the letterbox helpers."""
+
+import numpy as np
+import pytest
+import torch
+
+from dada import DadaError
+from dada.data import denormalize, preprocess_image
+from dada.data.transforms import pad_to_aspect
+
+
+def test_caffe_and_imagenet_preprocessing_by_hand():
+    rgb = np.array([[[10, 20, 30], [255, 0, 128]]], dtype=np.uint8)  # 1×2×3
+    caffe = preprocess_image(rgb, "caffe")
+    assert caffe.shape == (3, 1, 2) and caffe.dtype == torch.float32
+    assert caffe[:, 0, 0].tolist() == pytest.approx([30 - 104.00698793, 20 - 116.66876762, 10 - 122.67891434])
+    imagenet = preprocess_image(rgb, "imagenet")
+    assert imagenet[:, 0, 1].tolist() == pytest.approx([(1 - 0.485) / 0.229, (0 - 0.456) / 0.224,
+                                                        (128 / 255 - 0.406) / 0.225], rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["caffe", "imagenet"])
+def test_denormalize_inverts_preprocessing(mode):
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3)).astype(np.uint8)
+    tensor = preprocess_image(rgb, mode)
+    np.testing.assert_array_equal(denormalize(tensor, mode), rgb)
+    batch = torch.stack([tensor, tensor])
+    assert denormalize(batch, mode).shape == (2, 5, 7, 3)
+
+
+def test_unknown_mode_and_bad_shapes():
+    with pytest.raises(DadaError, match="preprocess mode"):
+        preprocess_image(np.zeros((2, 2, 3), np.uint8), "torch")
+    with pytest.raises(DadaError, match="H×W×3"):
+        preprocess_image(np.zeros((2, 2), np.uint8))
+
+
+def test_pad_to_aspect_matches_the_official_rule():
+    label = np.zeros((3, 4), np.uint8)  # exactly 4:3 → unchanged
+    assert pad_to_aspect(label, 4 / 3, 255) is label
+    padded = pad_to_aspect(np.zeros((5, 5), np.uint8), 4 / 3, 255)  # width = int(5 · 4/3) = 6
+    assert padded.shape == (5, 6) and (padded[:, 5] == 255).all() and (padded[:, :5] == 0).all()
