@@ -17,11 +17,15 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check a dataset folder before training on it")
     p.add_argument("dataset", help="synthia, cityscapes, mapillary or folder")
     p.add_argument("root", help="the dataset's root folder")
+    p.add_argument("--spec", help="folder datasets: the YAML spec (default ROOT/dataset.yaml)")
+    p.add_argument("--samples", type=int, default=3, help="items fully decoded per split (default 3)")
     p.set_defaults(func=_run_doctor)
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
-    raise DadaError("dada doctor is not implemented yet (issue 3)")
+    from dada.data.doctor import run_doctor
+
+    return run_doctor(args.dataset, args.root, spec=args.spec, samples=args.samples)
 
 
 # ------------------------------------------------------------------------------------- make-benchmark
