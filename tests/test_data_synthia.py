@@ -91,6 +91,15 @@ def test_synthia_item_matches_hand_computed_values(synthia_root):
     assert depth[0, 0, 1].item() == 1.0 and depth[0, 0, 2].item() == 65536.0
 
 
+def test_depth_is_the_same_without_the_opencv_fast_path(synthia_root, monkeypatch):
+    from dada.data import readers
+
+    fast = build_dataset("synthia", synthia_root, "all", 16, labels=False, depth=True)[0]["depth"]
+    monkeypatch.setattr(readers, "_ANYDEPTH_FAST", False)
+    slow = build_dataset("synthia", synthia_root, "all", 16, labels=False, depth=True)[0]["depth"]
+    assert torch.equal(fast, slow)
+
+
 def test_anydepth_reproduces_opencv(tmp_path):
     rng = np.random.default_rng(0)
     for dtype, high in ((np.uint16, 65536), (np.uint8, 256)):

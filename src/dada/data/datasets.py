@@ -24,8 +24,8 @@ from torch.utils.data import Dataset
 from dada.data import classes
 from dada.data.classes import IGNORE_INDEX
 from dada.data.readers import (
-    anydepth_gray,
     list_files,
+    read_anydepth,
     read_label_pil,
     read_png16,
     read_rgb,
@@ -309,7 +309,7 @@ class SynthiaDataset(SegmentationDataset):
         return apply_lut(raw, self._lut, record.label, "SYNTHIA raw class ids 0..22")
 
     def _read_depth(self, record: Record) -> np.ndarray:
-        raw = anydepth_gray(read_png16(record.depth, "depth"))
+        raw = read_anydepth(record.depth, "depth")
         return inverse_depth_from_raw(raw)
 
 

@@ -91,14 +91,47 @@ def anydepth_gray(array: np.ndarray) -> np.ndarray:
         return array
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise DadaError(f"cannot convert an array of shape {array.shape} to grayscale")
-    blue, green, red = (array[:, :, i].astype(np.int64) for i in range(3))
-    weighted = 9797 * red + 19234 * green + 3737 * blue
+    # 32768 · 65535 + 16384 < 2**32: unsigned 32-bit arithmetic is exact
+    blue, green, red = (array[:, :, i].astype(np.uint32) for i in range(3))
+    weighted = red * np.uint32(9797)
+    weighted += green * np.uint32(19234)
+    weighted += blue * np.uint32(3737)
     if array.dtype == np.uint16:
-        gray = (weighted + 16384) >> 15
-    else:
-        gray = weighted >> 15
-    gray = np.where((red == green) & (red == blue), red, gray)
-    return gray.astype(array.dtype)
+        weighted += np.uint32(16384)
+    weighted >>= np.uint32(15)
+    equal = (red == green) & (red == blue)
+    weighted[equal] = red[equal]
+    return weighted.astype(array.dtype)
+
+
+def _opencv_anydepth_matches() -> bool:
+    """Whether this OpenCV build's ANYDEPTH grayscale is libpng's, as :func:`anydepth_gray` (checked
+    once on a small 16-bit image with unequal channels)."""
+    probe = np.random.default_rng(7).integers(0, 65536, (4, 16, 3)).astype(np.uint16)
+    probe[0, :4] = probe[0, :4, :1]
+    try:
+        ok, encoded = cv2.imencode(".png", probe)
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_ANYDEPTH) if ok else None
+    except cv2.error:
+        return False
+    return decoded is not None and np.array_equal(decoded, anydepth_gray(probe))
+
+
+_ANYDEPTH_FAST: bool | None = None
+
+
+def read_anydepth(path: Path, what: str = "depth") -> np.ndarray:
+    """``cv2.imread(path, cv2.IMREAD_ANYDEPTH)`` semantics (single channel, 8 or 16 bit), as the official
+    SYNTHIA ``get_depth``. Decodes with OpenCV's own ANYDEPTH path when this build is verified to give
+    libpng's result, else decodes all channels and applies :func:`anydepth_gray`."""
+    global _ANYDEPTH_FAST
+    if _ANYDEPTH_FAST is None:
+        _ANYDEPTH_FAST = _opencv_anydepth_matches()
+    if _ANYDEPTH_FAST and Path(path).suffix.lower() == ".png":
+        array = read_cv2(path, what, cv2.IMREAD_ANYDEPTH)
+        if array.ndim == 2 and array.dtype in (np.uint8, np.uint16):
+            return array
+    return anydepth_gray(read_png16(path, what))
 
 
 def read_png16(path: Path, what: str) -> np.ndarray:
