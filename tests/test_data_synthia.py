@@ -206,3 +206,21 @@ def test_size_mismatch_and_unknown_label_value(synthia_root):
         ds[0]
     with pytest.raises(DadaError, match=r"0000001.png is 5×4 .* is 6×4"):
         ds[1]
+
+
+def test_crop_larger_than_the_image_pads_with_ignore_and_far_depth(synthia_root):
+    ds = build_dataset("synthia", synthia_root, "all", 16, depth=True, augment={"crop": [6, 8]}, seed=1)
+    item = ds[1]  # 4×6 image, constant depth 500 → inverse depth 65536/501 everywhere
+    label, depth = item["label"].numpy(), item["depth"][0].numpy()
+    assert label.shape == (6, 8) and depth.shape == (6, 8)
+    assert (label[4:] == 255).all() and (label[:, 6:] == 255).all()
+    np.testing.assert_array_equal(label[:4, :6], TRAIN_16[::-1])
+    assert np.all(depth == np.float32(65536.0) / np.float32(501.0))
+    assert torch.all(item["image"][:, 4:, :] == -torch.from_numpy(MEAN_BGR)[:, None, None])
+
+
+def test_items_batch_through_a_dataloader(synthia_root):
+    ds = build_dataset("synthia", synthia_root, "all", 16, depth=True)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
+    assert batch["image"].shape == (2, 3, 4, 6) and batch["label"].shape == (2, 4, 6)
+    assert batch["depth"].shape == (2, 1, 4, 6) and batch["name"] == ["0000000.png", "0000001.png"]
