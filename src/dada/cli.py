@@ -43,13 +43,42 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- train
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a preset (source-only, AdvEnt, DADA, ablations S1-S7, ...)")
-    p.add_argument("preset", nargs="?", help="preset name or YAML file")
+    p.add_argument("preset", nargs="?", help="preset <setting>_<method> (see --list) or a YAML file")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_iters=2000")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (rerunning the same "
+                   "command also continues)")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std")
+    p.add_argument("--list", action="store_true", help="list the presets and exit")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    raise DadaError("dada train is not implemented yet (issue 5)")
+    from dada.config import list_presets
+    from dada.engine import Trainer
+    from dada.engine.runs import parse_seeds, resume, train_seeds
+
+    if args.list:
+        print("\n".join(list_presets()))
+        return 0
+    overrides = list(args.overrides)
+    if args.resume:
+        if args.seeds:
+            raise DadaError("--resume continues one run; to continue a --seeds run, rerun the same command")
+        if args.preset:  # with --resume, every positional argument is an override
+            overrides.insert(0, args.preset)
+        print(f"run folder: {resume(args.resume, overrides)}")
+        return 0
+    if not args.preset:
+        raise DadaError("give a preset (dada train --list shows them) or a YAML file, or --resume RUN_DIR")
+    if args.seeds:
+        summary = train_seeds(args.preset, overrides, parse_seeds(args.seeds))
+        print(f"mIoU over seeds {[r['seed'] for r in summary['runs']]}: "
+              f"{100 * summary['miou_mean']:.2f} ± {100 * summary['miou_std']:.2f} ({summary['selection']})")
+        return 0
+    from dada.config import load_config
+
+    print(f"run folder: {Trainer(load_config(args.preset, overrides)).fit()}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------- eval

@@ -1,0 +1,300 @@
+"""Typed configuration: OmegaConf structured dataclasses, YAML presets and dotted overrides.
+
+A preset is named ``<setting>_<method>`` and composed from two shipped files:
+``configs/settings.yaml`` (data sets, class count, sizes, architecture) and ``configs/methods.yaml``
+(what the run adapts and how: Table 3's S1–S7, MinEnt, AdaptSegNet). Both are merged, in that order, on
+the defaults below, which are the official code's (``DADA:dada/domain_adaptation/config.py``), then the
+user's overrides (``train.max_iters=2000``). Sizes are (H, W).
+
+>>> cfg = load_config("synthia2cityscapes_dada", overrides=["train.max_iters=100"])
+
+A YAML file may be given instead of a preset name; its optional ``preset:`` key names the preset it
+starts from (a run folder's ``config.yaml`` is a complete, resolved config).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from dada.errors import DadaError
+
+#: ``data.*.root`` value that stands for the built-in benchmark (generated or reused by
+#: ``dada.data.benchmark.ensure_benchmark``); its ``source/`` or ``target/`` sub-folder is used.
+BENCHMARK_ROOT = "@benchmark"
+
+#: Discriminator inputs a method may adapt on (one discriminator each).
+ADVERSARIAL_INPUTS = ("self_information", "depth", "depth_aware", "softmax")
+SELECTION_POLICIES = ("last", "best-on-val")
+
+
+@dataclass
+class ModelConfig:
+    """``build_segmenter`` keyword arguments, plus the ImageNet initialisation."""
+
+    arch: str = "resnet101"
+    num_classes: int = 16
+    depth_head: bool = True
+    feature_fusion: bool = True
+    bn_mode: str = "train"
+    depth_widths: str = "official"
+    pretrained: str | None = None  # path to ImageNet weights, converted with dada.models.official
+    pretrained_kind: str = "imagenet"  # "imagenet" (official DeepLab .pth) or "torchvision"
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "synthia"
+    root: str | None = None  # a folder, or "@benchmark" for the built-in benchmark
+    split: str = "all"
+    size: list[int] | None = None  # (H, W); null keeps the native size
+    fraction: float = 1.0  # seeded subset of the split (the paper's Table 4)
+    batch_size: int = 1
+    list_file: str | None = None
+    spec: str | None = None  # the folder dataset's YAML
+
+
+@dataclass
+class DataConfig:
+    preprocess: str = "caffe"  # caffe (paper, official checkpoints) | imagenet
+    num_workers: int = 4
+    source: DatasetConfig = field(default_factory=lambda: DatasetConfig(
+        name="synthia", split="all", size=[760, 1280]))
+    target: DatasetConfig = field(default_factory=lambda: DatasetConfig(
+        name="cityscapes", split="train", size=[512, 1024]))
+    val: DatasetConfig = field(default_factory=lambda: DatasetConfig(
+        name="cityscapes", split="val", size=[512, 1024]))
+
+
+@dataclass
+class MethodConfig:
+    """What is adapted. Each entry of ``adversarial`` is one discriminator on that input:
+    ``self_information`` (AdvEnt, eq. 5), ``depth`` (the predicted inverse-depth map, 1 channel),
+    ``depth_aware`` (DADA, self-information ⊙ depth, eq. 6), ``softmax`` (AdaptSegNet, output space)."""
+
+    name: str = "dada"
+    adversarial: list[str] = field(default_factory=lambda: ["depth_aware"])
+    depth_supervision: bool = True  # λ_dep·berHu on the source depth (needs model.depth_head)
+    entropy_minimization: bool = False  # MinEnt: λ_ent·entropy of the target prediction
+    halve_d_loss: bool = False  # ADVENT's train_advent divides each discriminator term by 2
+    ndf: int = 64  # discriminator width
+
+
+@dataclass
+class TrainConfig:
+    max_iters: int = 90000
+    lr: float = 2.5e-4  # SGD; the head and depth branch get 10× (net.param_groups)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # official code; the paper says 1e-4
+    poly_power: float = 0.9
+    lr_d: float = 1e-4  # Adam for the discriminator(s), same poly decay
+    betas_d: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    lambda_seg: float = 1.0
+    lambda_depth: float = 1e-3
+    lambda_adv: float = 1e-3
+    lambda_ent: float = 1e-3
+    source_label: int = 0
+    target_label: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    deterministic: bool = False
+    checkpoint_every: int = 2000
+    keep_last: int = 3
+    log_every: int = 10  # metrics.jsonl and TensorBoard scalars
+    image_every: int = 100  # TensorBoard images
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0  # evaluate on data.val every N iterations (0: only if selection needs it)
+    selection: str = "last"  # last | best-on-val (the official protocol: selects on the evaluation set)
+    max_images: int | None = None
+
+
+@dataclass
+class OutputConfig:
+    root: str = "runs"
+    name: str | None = None  # default: the preset name
+
+
+@dataclass
+class Config:
+    preset: str | None = None
+    seed: int = 1234
+    method: MethodConfig = field(default_factory=MethodConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+# ------------------------------------------------------------------------------------------ presets
+@functools.cache
+def _shipped_text(name: str) -> str:
+    return resources.files("dada").joinpath("configs", name).read_text(encoding="utf-8")
+
+
+def _shipped(name: str) -> dict[str, dict]:
+    return yaml.safe_load(_shipped_text(name)) or {}
+
+
+def settings() -> dict[str, dict]:
+    """Setting name → config fragment (data, classes, sizes, architecture)."""
+    return _shipped("settings.yaml")
+
+
+def methods() -> dict[str, dict]:
+    """Method name → config fragment (Table 3's s1…s7 and their aliases, minent, adaptsegnet)."""
+    return _shipped("methods.yaml")
+
+
+def list_presets() -> list[str]:
+    return [f"{s}_{m}" for s in settings() for m in methods()]
+
+
+def split_preset(name: str) -> tuple[str, str]:
+    """``'synthia2cityscapes_320_dada'`` → ``('synthia2cityscapes_320', 'dada')``."""
+    known_settings, known_methods = settings(), methods()
+    for i, char in enumerate(name):
+        if char == "_" and name[:i] in known_settings and name[i + 1:] in known_methods:
+            return name[:i], name[i + 1:]
+    raise DadaError(f"unknown preset {name!r}: a preset is <setting>_<method> with setting one of "
+                    f"{', '.join(known_settings)} and method one of {', '.join(known_methods)} "
+                    f"(or give a YAML file)")
+
+
+def preset_fragments(name: str) -> list[dict]:
+    setting, method = split_preset(name)
+    return [settings()[setting], methods()[method], {"preset": name}]
+
+
+# -------------------------------------------------------------------------------------------- loading
+def load_config(name_or_path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The resolved, typed config of a preset name or a YAML file, with dotted ``overrides`` applied.
+
+    Unknown keys and wrong types raise :class:`DadaError` listing the valid keys.
+    """
+    cfg = OmegaConf.structured(Config)
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise DadaError(f"config file {path} not found: give a preset name or an existing YAML file")
+        try:
+            user = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise DadaError(f"config file {path} is not valid YAML: {error}") from None
+        if not isinstance(user, dict):
+            raise DadaError(f"config file {path} must hold a mapping of keys, got {type(user).__name__}")
+        fragments = (preset_fragments(user["preset"]) if user.get("preset") else []) + [user]
+        origin = str(path)
+    else:
+        fragments = preset_fragments(str(name_or_path))
+        origin = f"preset {name_or_path}"
+    for fragment in fragments:
+        cfg = _merge(cfg, fragment, origin)
+    dotlist = [str(o) for o in overrides]
+    for item in dotlist:
+        if "=" not in item:
+            raise DadaError(f"override {item!r} must look like key=value, e.g. train.max_iters=2000")
+    try:
+        override_cfg = OmegaConf.from_dotlist(dotlist)
+    except OmegaConfBaseException as error:
+        raise DadaError(f"bad override in {dotlist}: {error}") from None
+    cfg = _merge(cfg, override_cfg, "overrides")
+    validate(cfg)
+    return cfg
+
+
+def _merge(cfg: DictConfig, fragment: Any, origin: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, fragment)
+    except (ConfigKeyError, ValidationError, OmegaConfBaseException) as error:
+        key = getattr(error, "full_key", None) or ""
+        raise DadaError(f"{origin}: {_explain(error, key)}") from None
+
+
+def _explain(error: Exception, key: str) -> str:
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.structured(Config)
+    try:
+        scope = OmegaConf.select(node, parent) if parent else node
+    except OmegaConfBaseException:
+        scope = node
+    if not isinstance(scope, DictConfig):
+        scope = node
+    valid = ", ".join(f"{parent + '.' if parent else ''}{k}" for k in scope.keys())
+    if isinstance(error, ConfigKeyError) or (leaf and leaf not in scope):
+        return f"unknown key {key!r}; valid keys here: {valid}"
+    expected = type(scope[leaf]).__name__ if scope[leaf] is not None else "a value"
+    if isinstance(scope[leaf], (DictConfig, ListConfig)):
+        expected = "a mapping" if isinstance(scope[leaf], DictConfig) else "a list"
+    message = str(error).splitlines()[0]
+    return f"wrong type for {key!r} ({message}); expected {expected}. Valid keys here: {valid}"
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks across keys that types alone cannot express."""
+    method, model = cfg.method, cfg.model
+    for name in method.adversarial:
+        if name not in ADVERSARIAL_INPUTS:
+            raise DadaError(f"method.adversarial: unknown input {name!r}; "
+                            f"use any of {', '.join(ADVERSARIAL_INPUTS)}")
+    if len(set(method.adversarial)) != len(method.adversarial):
+        raise DadaError(f"method.adversarial lists an input twice: {list(method.adversarial)}")
+    needs_depth = method.depth_supervision or {"depth", "depth_aware"} & set(method.adversarial)
+    if needs_depth and not model.depth_head:
+        raise DadaError("this method uses the depth branch (method.depth_supervision or a depth "
+                        "discriminator) but model.depth_head=false: set model.depth_head=true")
+    if cfg.eval.selection not in SELECTION_POLICIES:
+        raise DadaError(f"eval.selection must be one of {', '.join(SELECTION_POLICIES)}, "
+                        f"got {cfg.eval.selection!r}")
+    if cfg.eval.selection == "best-on-val" and cfg.eval.every <= 0:
+        raise DadaError("eval.selection=best-on-val needs periodic evaluation: set eval.every=N")
+    if cfg.train.max_iters < 1:
+        raise DadaError(f"train.max_iters must be at least 1, got {cfg.train.max_iters}")
+    if cfg.train.keep_last < 1:
+        raise DadaError(f"train.keep_last must be at least 1 (resuming needs the newest), "
+                        f"got {cfg.train.keep_last}")
+    for key in ("checkpoint_every", "log_every", "image_every"):
+        if cfg.train[key] < 0:
+            raise DadaError(f"train.{key} must be >= 0, got {cfg.train[key]}")
+    for part in ("source", "target", "val"):
+        dataset = cfg.data[part]
+        if dataset.size is not None and len(dataset.size) != 2:
+            raise DadaError(f"data.{part}.size must be [H, W] or null, got {list(dataset.size)}")
+        if not 0.0 < dataset.fraction <= 1.0:
+            raise DadaError(f"data.{part}.fraction must lie in (0, 1], got {dataset.fraction}")
+        if dataset.batch_size < 1:
+            raise DadaError(f"data.{part}.batch_size must be at least 1, got {dataset.batch_size}")
+
+
+def to_dict(cfg: DictConfig) -> dict:
+    """A plain, resolved dict (for checkpoints and JSON)."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def from_dict(data: dict) -> DictConfig:
+    """A typed config from :func:`to_dict`'s output (checkpoints, run folders)."""
+    cfg = _merge(OmegaConf.structured(Config), data, "saved config")
+    validate(cfg)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def save_config(cfg: DictConfig, path: str | os.PathLike) -> None:
+    """Write the resolved config (atomically) as YAML."""
+    from dada.io import write_text
+
+    write_text(path, to_yaml(cfg))

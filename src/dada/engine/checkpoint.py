@@ -1,0 +1,83 @@
+"""Checkpoints: one plain dict per file, written atomically, loadable with ``weights_only=True``.
+
+``{"format": "dada-seg/1", "iteration", "config", "model_spec", "model", "discriminators",
+"optimizers", "rng", "data", "selection"}``. ``iteration`` counts the completed iterations; ``rng``
+holds the Python, NumPy and torch (CPU and CUDA) generator states as plain lists and tensors; ``data``
+the number of items each domain has consumed (the position in the sampling order).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dada.errors import DadaError
+from dada.io import save_torch
+
+FORMAT = "dada-seg/1"
+_ITER_NAME = re.compile(r"^iter_(\d{7,})\.pt$")
+
+
+def iteration_path(folder: Path, iteration: int) -> Path:
+    return Path(folder) / f"iter_{iteration:07d}.pt"
+
+
+def iteration_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """``(iteration, path)`` of ``iter_*.pt`` in ``folder``, oldest first."""
+    if not Path(folder).is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in Path(folder).iterdir() if (m := _ITER_NAME.match(p.name))]
+    return sorted(found)
+
+
+def rng_state() -> dict[str, Any]:
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {"python": [version, list(internal), gauss],
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss),
+                       float(cached)],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    save_torch(path, {"format": FORMAT, **payload})
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DadaError(f"checkpoint {path} not found") from None
+    except Exception as error:  # a truncated or foreign file
+        raise DadaError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); "
+                        f"delete it to resume from the one before") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise DadaError(f"{path} is not a dada-seg training checkpoint (format {FORMAT})")
+    return checkpoint
+
+
+def prune(folder: Path, keep_last: int, protect: set[Path] = frozenset()) -> None:
+    """Delete all but the newest ``keep_last`` ``iter_*.pt`` (never those in ``protect``)."""
+    found = iteration_checkpoints(folder)
+    stale = found[:-keep_last] if keep_last > 0 else found
+    for _, path in stale:
+        if path.resolve() not in {p.resolve() for p in protect}:
+            path.unlink(missing_ok=True)

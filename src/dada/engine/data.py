@@ -1,0 +1,80 @@
+"""Training data: datasets from the config and an infinite, seeded, resumable sampling order.
+
+The order is a fresh permutation per epoch, drawn from (run seed, domain, epoch); the position in it is
+the number of items consumed so far, which the trainer stores in its checkpoints. A resumed run thus
+reads exactly the items the uninterrupted run would have read, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from dada.config import BENCHMARK_ROOT
+from dada.errors import DadaError
+
+DOMAINS = {"source": 0, "target": 1}
+
+
+class ResumableSampler(Sampler[int]):
+    """Endless indices: epoch e is a permutation seeded by (seed, domain, e); starts at item ``start``."""
+
+    def __init__(self, length: int, seed: int, domain: int, start: int = 0):
+        self.length, self.seed, self.domain, self.start = int(length), int(seed), int(domain), int(start)
+
+    def order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.domain, epoch]).permutation(self.length)
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, position = divmod(self.start, self.length)
+        while True:
+            order = self.order(epoch)
+            for index in order[position:]:
+                yield int(index)
+            epoch, position = epoch + 1, 0
+
+
+def dataset_root(cfg: DictConfig, part: str) -> Path:
+    """``data.<part>.root``; ``@benchmark`` is the built-in benchmark, generated on first use."""
+    root = cfg.data[part].root
+    if root is None:
+        raise DadaError(f"data.{part}.root is not set: give the {cfg.data[part].name} folder, e.g. "
+                        f"data.{part}.root=/data/{cfg.data[part].name}, or {BENCHMARK_ROOT} for the "
+                        f"built-in benchmark")
+    if root == BENCHMARK_ROOT:
+        from dada.data.benchmark import ensure_benchmark
+
+        return Path(ensure_benchmark()) / ("source" if part == "source" else "target")
+    return Path(root)
+
+
+def build_part(cfg: DictConfig, part: str) -> Dataset:
+    """The dataset of ``data.<part>`` (source: labels and depth; target: images only; val: native labels)."""
+    from dada.data import build_dataset
+
+    spec = cfg.data[part]
+    options = {"source": dict(depth=cfg.method.depth_supervision, labels=True, label_size="input"),
+               "target": dict(depth=False, labels=False, label_size="input"),
+               "val": dict(depth=False, labels=True, label_size="native")}[part]
+    return build_dataset(spec.name, dataset_root(cfg, part), spec.split, cfg.model.num_classes,
+                         size=list(spec.size) if spec.size is not None else None,
+                         preprocess=cfg.data.preprocess, fraction=spec.fraction, seed=cfg.seed,
+                         list_file=spec.list_file, spec=spec.spec, **options)
+
+
+def infinite_loader(dataset: Dataset, cfg: DictConfig, part: str, start_item: int,
+                    device: torch.device) -> Iterator[dict]:
+    """Endless batches of ``data.<part>.batch_size`` items, starting ``start_item`` items into the order."""
+    if len(dataset) == 0:
+        raise DadaError(f"the {part} dataset is empty")
+    sampler = ResumableSampler(len(dataset), cfg.seed, DOMAINS[part], start_item)
+    workers = int(cfg.data.num_workers)
+    loader = DataLoader(dataset, batch_size=cfg.data[part].batch_size, sampler=sampler,
+                        num_workers=workers, pin_memory=device.type == "cuda", drop_last=True,
+                        persistent_workers=workers > 0)
+    return iter(loader)

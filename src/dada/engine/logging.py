@@ -1,0 +1,120 @@
+"""What a run shows: a progress bar, ``metrics.jsonl`` (no TensorBoard needed) and TensorBoard.
+
+Scalars (every loss, the learning rates, the iteration time) every ``train.log_every`` iterations;
+images every ``train.image_every``: source and target inputs and predictions, the target's
+self-information map, the predicted depth and the depth-aware map. On resume, records after the
+checkpoint are dropped from both ``metrics.jsonl`` and TensorBoard, so the logs match the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from dada.io import write_text
+
+
+class TrainLogger:
+    def __init__(self, run_dir: Path, cfg: DictConfig, start: int):
+        self.run_dir, self.cfg = Path(run_dir), cfg
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self._truncate_metrics(start)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start if start > 0 else None)
+        self.running: dict[str, list[float]] = defaultdict(list)
+        self.bar = None
+        if cfg.train.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.train.max_iters, initial=start, desc=cfg.preset or "train",
+                            dynamic_ncols=True, smoothing=0.05)
+
+    def _truncate_metrics(self, start: int) -> None:
+        if not self.metrics_path.exists():
+            return
+        kept = [line for line in self.metrics_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("iteration", 0) < start]
+        write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+
+    def wants_images(self, iteration: int) -> bool:
+        every = self.cfg.train.image_every
+        return every > 0 and (iteration + 1) % every == 0
+
+    def step(self, iteration: int, losses: dict[str, float], lrs: dict[str, float], seconds: float) -> None:
+        """Record iteration ``iteration`` (0-based); flush means every ``log_every`` iterations."""
+        for name, value in losses.items():
+            self.running[name].append(value)
+        self.running["time"].append(seconds)
+        if self.bar is not None:
+            self.bar.update(1)
+        every = self.cfg.train.log_every
+        if every <= 0 or (iteration + 1) % every:
+            return
+        means = {name: float(np.mean(values)) for name, values in self.running.items()}
+        self.running.clear()
+        seconds_per_iter = means.pop("time")
+        record = {"iteration": iteration, "loss": means, "lr": lrs, "seconds_per_iter": seconds_per_iter}
+        self.write({"kind": "train", **record})
+        for name, value in means.items():
+            self.tb.add_scalar(f"loss/{name}", value, iteration)
+        for name, value in lrs.items():
+            self.tb.add_scalar(f"lr/{name}", value, iteration)
+        self.tb.add_scalar("time/seconds_per_iter", seconds_per_iter, iteration)
+        if self.bar is not None:
+            self.bar.set_postfix({name: f"{value:.3g}" for name, value in means.items()}, refresh=False)
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, allow_nan=True) + "\n")
+
+    def evaluation(self, iteration: int, miou: float, extra: dict[str, Any]) -> None:
+        self.write({"kind": "eval", "iteration": iteration, "miou": miou, **extra})
+        if not math.isnan(miou):
+            self.tb.add_scalar("val/miou", miou, iteration)
+        if self.bar is not None:
+            self.bar.write(f"iteration {iteration + 1}: val mIoU {100 * miou:.2f}")
+
+    def images(self, iteration: int, outputs: dict[str, torch.Tensor], num_classes: int,
+               preprocess: str) -> None:
+        """The first item of each batch: inputs, predictions, self-information, depth, depth-aware map."""
+        from dada.data import class_set, denormalize
+        from dada.losses import self_information
+
+        palette = class_set(num_classes).colorize
+        for domain in ("source", "target"):
+            image, seg, depth = (outputs.get(f"{k}_{domain}") for k in ("image", "seg", "depth"))
+            if image is None or seg is None:
+                continue
+            self.tb.add_image(f"{domain}/image", denormalize(image[0], preprocess), iteration,
+                              dataformats="HWC")
+            prediction = seg[0].argmax(0).cpu().numpy()
+            self.tb.add_image(f"{domain}/prediction", palette(prediction), iteration, dataformats="HWC")
+            surprisal = self_information(torch.softmax(seg[:1].float(), 1)).sum(1)[0]
+            if domain == "target":
+                self.tb.add_image("target/self_information", _gray(surprisal), iteration, dataformats="HW")
+            if depth is not None:
+                self.tb.add_image(f"{domain}/depth", _gray(depth[0, 0]), iteration, dataformats="HW")
+                if domain == "target":
+                    self.tb.add_image("target/depth_aware", _gray(surprisal * depth[0, 0].float()), iteration,
+                                      dataformats="HW")
+
+    def close(self) -> None:
+        self.tb.flush()
+        self.tb.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _gray(values: torch.Tensor) -> np.ndarray:
+    """A map scaled to [0, 1] for display (min–max per image)."""
+    array = values.detach().float().cpu().numpy()
+    low, high = np.nanmin(array), np.nanmax(array)
+    return (array - low) / (high - low) if high > low else np.zeros_like(array)
