@@ -112,10 +112,12 @@ def _synthia_layout(root: Path, report: Report, spec) -> list[SplitFiles]:
                                     "parsed_LABELS/) and Depth/"):
         return []
     files = SplitFiles("all", _by_key(rgb, (".png",), lambda n: n))
-    for folder, kind in ((root / "parsed_LABELS", "parsed_LABELS/ (single-channel raw ids)"),
-                         (root / "GT" / "LABELS", "GT/LABELS/ (raw 16-bit, class id in the first channel)")):
+    for folder, kind in ((root / "parsed_LABELS", "single-channel raw ids"),
+                         (root / "GT" / "LABELS", "raw 16-bit, class id in the first channel")):
         if folder.is_dir():
-            files.labels, files.label_folder = _by_key(folder, (".png",), lambda n: n), kind
+            files.labels = _by_key(folder, (".png",), lambda n: n)
+            files.label_folder = f"{folder.relative_to(root)}/"
+            report.add("labels", f"{files.label_folder} ({kind})")
             break
     else:
         report.problems.append("no labels: expected parsed_LABELS/ or GT/LABELS/ "
