@@ -406,8 +406,9 @@ class CityscapesDataset(SegmentationDataset):
 
     def _read_label(self, record: Record) -> np.ndarray:
         raw = read_label_pil(record.label)
-        return apply_lut(raw, self._lut, record.label, "Cityscapes labelIds 0..33 (the *_gtFine_labelIds.png "
-                                                 "files, not labelTrainIds or color)")
+        return apply_lut(raw, self._lut, record.label,
+                         "Cityscapes labelIds 0..33 (the *_gtFine_labelIds.png files, not labelTrainIds "
+                         "or color)")
 
     def _read_depth(self, record: Record) -> np.ndarray:
         raw = read_png16(record.depth, "disparity")
@@ -471,7 +472,8 @@ class MapillaryDataset(SegmentationDataset):
 
     def _read_label(self, record: Record) -> np.ndarray:
         raw = read_label_pil(record.label)
-        return apply_lut(raw, self._lut, record.label, "Mapillary Vistas label ids 0..65")
+        return apply_lut(raw, self._lut, record.label,
+                         "Mapillary Vistas v1.x label ids 0..65 (v2.0 labels are not supported)")
 
     def _image_geometry(self, image: Image.Image) -> np.ndarray:
         fitted = resize_image(image, letterbox_shape((image.height, image.width), self.size))
