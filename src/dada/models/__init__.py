@@ -4,6 +4,7 @@ See ``docs/models.md``.
 """
 
 from dada.models.discriminator import Discriminator, build_discriminator, discriminator_output_size
+from dada.models.loading import CHECKPOINT_FORMAT, find_checkpoint, load_pretrained, load_segmenter
 from dada.models.resnet import ARCHS, BN_MODES, ArchSpec, output_size
 from dada.models.segmenter import (
     DEPTH_WIDTHS,
@@ -17,6 +18,7 @@ from dada.models.segmenter import (
 __all__ = [
     "ARCHS",
     "BN_MODES",
+    "CHECKPOINT_FORMAT",
     "DEPTH_WIDTHS",
     "ArchSpec",
     "Discriminator",
@@ -26,6 +28,9 @@ __all__ = [
     "build_segmenter",
     "depth_block_widths",
     "discriminator_output_size",
+    "find_checkpoint",
+    "load_pretrained",
+    "load_segmenter",
     "output_size",
     "upsample",
 ]

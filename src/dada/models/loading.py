@@ -1,0 +1,159 @@
+"""Loading weights from disk: trained segmenters (ours or official) and pretrained backbones.
+
+Every file goes through ``torch.load(weights_only=True)``; every state dict through the key-by-key check
+of :mod:`dada.models.official`. Anything wrong raises :class:`~dada.DadaError` naming the file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from dada.errors import DadaError
+from dada.models import official
+from dada.models.resnet import DeepLabResNet
+from dada.models.segmenter import Segmenter, build_segmenter
+
+CHECKPOINT_FORMAT = "dada-seg/1"
+_ITER_FILE = re.compile(r"iter_(\d+)\.pt$")
+_OFFICIAL_SNAPSHOT = re.compile(r"model_(\d+)\.pth$")
+
+
+def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> object:
+    """``torch.load(path, weights_only=True)`` with our error for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DadaError(f"{path}: no such file; give the path of a checkpoint (.pt) or state dict (.pth)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch.load raises many types (pickle, zip, runtime); all mean "unreadable"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DadaError(f"{path}: cannot be read as PyTorch weights with weights_only=True ({reason}); "
+                        "is it a checkpoint or state dict saved by torch.save?") from err
+
+
+def find_checkpoint(folder: str | os.PathLike) -> Path:
+    """A run folder's ``checkpoints/final.pt``, else its newest ``checkpoints/iter_*.pt``."""
+    folder = Path(folder)
+    candidates = [folder / "checkpoints", folder]
+    for ckpt_dir in candidates:
+        if (ckpt_dir / "final.pt").is_file():
+            return ckpt_dir / "final.pt"
+        iters = [(int(m.group(1)), p) for p in ckpt_dir.glob("iter_*.pt") if (m := _ITER_FILE.search(p.name))]
+        if iters:
+            return max(iters)[1]
+    raise DadaError(f"{folder}: no checkpoints/final.pt or checkpoints/iter_*.pt in this folder; give a run "
+                    "folder of a training run, or the path of a checkpoint file")
+
+
+def _spec_from_checkpoint(spec: object, path: Path) -> dict:
+    allowed = set(inspect.signature(build_segmenter).parameters)
+    if not isinstance(spec, Mapping):
+        raise DadaError(f"{path}: 'model_spec' is not a mapping of build_segmenter arguments")
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise DadaError(f"{path}: 'model_spec' has unknown keys {unknown}; known: {sorted(allowed)}")
+    return dict(spec)
+
+
+def load_segmenter(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                   ) -> tuple[Segmenter, dict]:
+    """Load a segmenter for inference (returned in eval mode on ``map_location``).
+
+    ``path``: a run folder (its ``checkpoints/final.pt``, else the newest ``checkpoints/iter_*.pt``), one
+    of our checkpoints (``{"format": "dada-seg/1", "model_spec", "model", "config", "iteration", ...}``),
+    or an official DADA / ADVENT state dict (architecture, num_classes and depth block read from the
+    keys; a ``module.`` prefix is stripped). ``info``: ``model_spec``, ``config`` (ours only, else None),
+    ``iteration`` (ours, or from an official ``model_N.pth`` name, else None), ``source`` (the file),
+    ``format`` (``dada-seg/1`` or ``official``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = find_checkpoint(path)
+    elif not path.exists():
+        raise DadaError(f"{path}: no such file or folder; give a run folder, a checkpoint (.pt) or an "
+                        "official state dict (.pth)")
+    obj = read_weights(path, map_location)
+    if not isinstance(obj, Mapping):
+        raise DadaError(f"{path}: holds a {type(obj).__name__}, not a checkpoint or state dict")
+    try:
+        if "format" in obj:
+            if obj["format"] != CHECKPOINT_FORMAT:
+                raise DadaError(f"unsupported checkpoint format {obj['format']!r} (this version reads "
+                                f"{CHECKPOINT_FORMAT!r})")
+            missing = [k for k in ("model_spec", "model") if k not in obj]
+            if missing:
+                raise DadaError(f"checkpoint lacks {missing}")
+            spec = _spec_from_checkpoint(obj["model_spec"], path)
+            state = obj["model"]
+            info = {"config": obj.get("config"), "iteration": obj.get("iteration"),
+                    "format": CHECKPOINT_FORMAT}
+        else:
+            state = official.strip_wrapper_prefixes(official.as_state_dict(obj, "segmenter"))
+            spec = official.infer_spec(state)
+            snapshot = _OFFICIAL_SNAPSHOT.search(path.name)
+            info = {"config": None, "iteration": int(snapshot.group(1)) if snapshot else None,
+                    "format": "official"}
+        try:
+            model = build_segmenter(**spec)
+        except (TypeError, ValueError) as err:
+            raise DadaError(f"invalid model_spec {spec}: {err}") from err
+        model.load_state_dict(official.convert(state, "segmenter", model=model))
+    except DadaError as err:
+        message = str(err)
+        raise DadaError(message if message.startswith(str(path)) else f"{path}: {message}") from err
+    info.update(model_spec=model.spec, source=str(path))
+    return model.to(map_location).eval(), info
+
+
+def detect_kind(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Guess the kind of a weights file for :func:`load_pretrained`."""
+    keys = list(state_dict)
+    backbone = DeepLabResNet.BACKBONE_PREFIXES
+    if any(k.startswith("layer6.") for k in keys):
+        return "segmenter"
+    if any(k.startswith("fc.") for k in keys) or all(k.startswith(backbone) for k in keys):
+        return "torchvision"
+    if all("." in k and k.split(".", 1)[1].startswith(backbone + ("layer5.",)) for k in keys):
+        return "imagenet"
+    raise DadaError(f"cannot tell what these weights are (first keys: {keys[:5]}); expected a DADA/ADVENT "
+                    "segmenter, DeepLab_resnet_pretrained_imagenet.pth or a torchvision ResNet")
+
+
+def load_pretrained(model: Segmenter, path: str | os.PathLike, kind: str = "auto") -> dict:
+    """Initialise ``model`` from a weights file, as the official ``train.py`` does.
+
+    ``kind``: ``auto`` (detected from the keys), ``imagenet`` or ``torchvision`` (backbone only; the ASPP
+    and the depth block keep their random init), ``segmenter`` (every key, e.g. an official DADA
+    checkpoint or a source-only model), or one of our checkpoints (its ``model`` entry, all keys).
+    Returns ``{"kind", "source", "loaded"}`` (number of tensors loaded).
+    """
+    path = Path(path)
+    obj = read_weights(path)
+    try:
+        if isinstance(obj, Mapping) and "format" in obj:
+            if "model" not in obj:
+                raise DadaError("checkpoint lacks 'model'")
+            obj = obj["model"]
+        state = official.strip_wrapper_prefixes(official.as_state_dict(obj, kind))
+        if kind == "auto":
+            kind = detect_kind(state)
+        if kind not in ("segmenter", "imagenet", "torchvision"):
+            raise DadaError(f"kind {kind!r} cannot initialise a segmenter; use auto, segmenter, imagenet "
+                            "or torchvision")
+        converted = official.convert(state, kind, model=model)
+    except DadaError as err:
+        raise DadaError(f"{path}: {err}") from err
+    if kind == "segmenter":
+        model.load_state_dict(converted)
+    else:
+        result = model.load_state_dict(converted, strict=False)
+        # convert() checked the backbone key by key; what is left must be the head only
+        assert not result.unexpected_keys and all(k.startswith(Segmenter.HEAD_PREFIXES)
+                                                  for k in result.missing_keys)
+    return {"kind": kind, "source": str(path), "loaded": len(converted)}
