@@ -254,5 +254,8 @@ def test_load_segmenter_errors_name_the_file(tmp_path, case):
     with pytest.raises(DadaError) as err:
         load_segmenter(path)
     assert str(path) in str(err.value)
+    assert "weights_only` set to `False" not in str(err.value)  # never advise unsafe loading
     if case == "keys":
-        assert "layer1.0.conv1.weight" in str(err.value)
+        assert "missing key(s), first: ['layer1.0.conv1.weight']" in str(err.value)
+    if case == "pickle":
+        assert "Unsupported global: GLOBAL warnings.WarningMessage" in str(err.value)

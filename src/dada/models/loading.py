@@ -32,9 +32,20 @@ def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch.load raises many types (pickle, zip, runtime); all mean "unreadable"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DadaError(f"{path}: cannot be read as PyTorch weights with weights_only=True ({reason}); "
-                        "is it a checkpoint or state dict saved by torch.save?") from err
+        raise DadaError(f"{path}: cannot be read as PyTorch weights with weights_only=True "
+                        f"({_load_failure_reason(err)}); give a checkpoint or state dict saved by torch.save "
+                        "that holds only tensors and plain containers") from err
+
+
+def _load_failure_reason(err: Exception) -> str:
+    """The informative line of a torch.load failure, without its advice to switch weights_only off."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line]
+    for line in lines:
+        if "Unsupported" in line:  # "Unsupported global: GLOBAL x.y ...", "Unsupported operand 120"
+            return line[line.index("Unsupported"):].split(". Please")[0]
+    useful = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
+    return useful[-1] if useful else type(err).__name__
 
 
 def find_checkpoint(folder: str | os.PathLike) -> Path:

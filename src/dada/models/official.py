@@ -105,7 +105,7 @@ def check_layout(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, 
 def _blocks_per_stage(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
     counts = []
     for stage in range(1, 5):
-        pattern = re.compile(rf"layer{stage}\.(\d+)\.conv1\.weight$")
+        pattern = re.compile(rf"layer{stage}\.(\d+)\.")
         indices = [int(m.group(1)) for k in state_dict if (m := pattern.match(k))]
         counts.append(max(indices) + 1 if indices else 0)
     return tuple(counts)
