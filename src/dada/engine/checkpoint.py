@@ -35,6 +35,13 @@ def iteration_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def remove_partial_files(folder: Path) -> None:
+    """Temporary files of a write that a kill interrupted (``dada.io.atomic_path`` names)."""
+    if Path(folder).is_dir():
+        for path in Path(folder).glob(".*.tmp*"):
+            path.unlink(missing_ok=True)
+
+
 def rng_state() -> dict[str, Any]:
     kind, keys, position, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()

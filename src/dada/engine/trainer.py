@@ -240,6 +240,7 @@ class Trainer:
         cfg, train = self.cfg, self.cfg.train
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
         checkpoints = run_dir / "checkpoints"
+        ckpt.remove_partial_files(checkpoints)
         found = ckpt.iteration_checkpoints(checkpoints)
         if found:
             self.load_state(ckpt.load_checkpoint(found[-1][1]))

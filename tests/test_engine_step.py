@@ -1,0 +1,158 @@
+"""``Trainer.train_step`` against the official iteration written out by hand (reference §2.8).
+
+The reference restates ``DADA:train_UDA.py::train_dada`` (and ADVENT's ``train_advent`` for S2) with
+plain torch calls, on copies of the same tiny model, discriminator and optimizers; after two iterations
+every weight, BN statistic and optimizer state must match the trainer's.
+"""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dada import DadaError
+from dada.config import load_config
+from dada.engine import Trainer
+
+H, W = 32, 64
+TINY = ["model.arch=tiny", "method.ndf=8", "train.device=cpu", "train.max_iters=10"]
+
+
+def batches(seed: int, num_classes: int = 16):
+    g = torch.Generator().manual_seed(seed)
+    label = torch.randint(0, num_classes, (1, H, W), generator=g)
+    label[:, :4] = 255  # ignored pixels
+    source = {"image": torch.randn(1, 3, H, W, generator=g) * 50, "label": label,
+              "depth": torch.rand(1, 1, H, W, generator=g) * 30, "name": ["s.png"]}
+    target = {"image": torch.randn(1, 3, H, W, generator=g) * 50, "name": ["t.png"]}
+    return source, target
+
+
+def prob_2_entropy(prob):
+    """ADVENT ``prob_2_entropy``: −p·log2(p + 1e-30) / log2(C), per class."""
+    return -torch.mul(prob, torch.log2(prob + 1e-30)) / np.log2(prob.size(1))
+
+
+def bce_loss(y_pred, y_label):
+    return F.binary_cross_entropy_with_logits(y_pred, torch.full_like(y_pred, y_label))
+
+
+def loss_calc_depth(pred, label):
+    """DADA ``loss_calc_depth``: berHu with c = 0.2·max|r| read as a number, mean over all pixels."""
+    diff = torch.abs(pred.squeeze() - label.squeeze())
+    c = 0.2 * torch.max(diff).item()
+    small = diff[diff <= c].sum()
+    large = ((diff[diff > c] ** 2 + c ** 2) / (2 * c)).sum()
+    return (small + large) / diff.numel()
+
+
+def official_iteration(i, model, d_main, optimizer, optimizer_d, source, target, *, use_depth, advent,
+                       max_iters=10, lr=2.5e-4, lr_d=1e-4):
+    interp = lambda x: F.interpolate(x, size=(H, W), mode="bilinear", align_corners=True)  # noqa: E731
+    optimizer.zero_grad()
+    optimizer_d.zero_grad()
+    decay = (1 - float(i) / max_iters) ** 0.9
+    optimizer.param_groups[0]["lr"] = lr * decay
+    optimizer.param_groups[1]["lr"] = 10 * lr * decay
+    optimizer_d.param_groups[0]["lr"] = lr_d * decay
+    for param in d_main.parameters():
+        param.requires_grad = False
+    # source
+    out = model(source["image"])
+    pred_src = interp(out.seg)
+    loss = F.cross_entropy(pred_src, source["label"], ignore_index=255)
+    if use_depth:
+        depth_src = interp(out.depth)
+        loss = loss + 0.001 * loss_calc_depth(depth_src, source["depth"])
+    loss.backward()
+    # target
+    out = model(target["image"])
+    pred_trg = interp(out.seg)
+    d_in = prob_2_entropy(F.softmax(pred_trg, dim=1))
+    if use_depth:
+        depth_trg = interp(out.depth)
+        d_in = d_in * depth_trg
+    (0.001 * bce_loss(d_main(d_in), 0)).backward()
+    # discriminator
+    for param in d_main.parameters():
+        param.requires_grad = True
+    half = 2 if advent else 1
+    d_in = prob_2_entropy(F.softmax(pred_src.detach(), dim=1))
+    if use_depth:
+        d_in = d_in * depth_src.detach()
+    (bce_loss(d_main(d_in), 0) / half).backward()
+    d_in = prob_2_entropy(F.softmax(pred_trg.detach(), dim=1))
+    if use_depth:
+        d_in = d_in * depth_trg.detach()
+    (bce_loss(d_main(d_in), 1) / half).backward()
+    optimizer.step()
+    optimizer_d.step()
+
+
+def assert_same_state(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7, msg=key)
+
+
+@pytest.mark.parametrize("preset, use_depth, advent", [("benchmark_dada", True, False),
+                                                      ("benchmark_advent", False, True)])
+def test_train_step_matches_the_official_iteration(preset, use_depth, advent):
+    trainer = Trainer(load_config(preset, TINY))
+    model, d_main = copy.deepcopy(trainer.model), copy.deepcopy(trainer.discriminator)
+    optimizer = torch.optim.SGD(model.param_groups(2.5e-4), lr=2.5e-4, momentum=0.9, weight_decay=5e-4)
+    optimizer_d = torch.optim.Adam(d_main.parameters(), lr=1e-4, betas=(0.9, 0.99))
+    start = copy.deepcopy(trainer.model.state_dict())
+    for i in range(2):
+        source, target = batches(i)
+        losses = trainer.train_step(source, target)
+        official_iteration(i, model, d_main, optimizer, optimizer_d, source, target, use_depth=use_depth,
+                           advent=advent)
+    assert trainer.iteration == 2
+    assert ("depth_src" in losses) == use_depth and all(math.isfinite(v) for v in losses.values())
+    assert_same_state(trainer.model.state_dict(), model.state_dict())
+    assert_same_state(trainer.discriminator.state_dict(), d_main.state_dict())
+    moved = [k for k in start if not torch.equal(start[k], model.state_dict()[k])]
+    assert any("layer6" in k for k in moved) and any("conv1" in k for k in moved)
+    for ours, theirs in zip(trainer.optimizer.state.values(), optimizer.state.values(), strict=True):
+        torch.testing.assert_close(ours["momentum_buffer"], theirs["momentum_buffer"], rtol=1e-5, atol=1e-9)
+    lrs = trainer.learning_rates()
+    assert lrs["seg_group0"] == pytest.approx(2.5e-4 * 0.9 ** 0.9)
+    assert lrs["seg_group1"] == pytest.approx(2.5e-3 * 0.9 ** 0.9)
+    assert lrs["discriminator"] == pytest.approx(1e-4 * 0.9 ** 0.9)
+
+
+def test_separate_discriminators_each_step_once():
+    trainer = Trainer(load_config("benchmark_s6", TINY))
+    assert set(trainer.discriminators) == {"self_information", "depth"}
+    assert trainer.discriminators["depth"][0].in_channels == 1
+    before = {k: copy.deepcopy(d.state_dict()) for k, d in trainer.discriminators.items()}
+    losses = trainer.train_step(*batches(0))
+    assert {"adv_trg_self_information", "adv_trg_depth", "d_depth_src", "d_depth_trg"} <= set(losses)
+    for kind, discriminator in trainer.discriminators.items():
+        after = discriminator.state_dict()
+        assert all(not torch.equal(before[kind][k], after[k]) for k in after), kind
+
+
+def test_source_only_skips_the_target_and_minent_has_no_discriminator():
+    trainer = Trainer(load_config("benchmark_s1", TINY))
+    assert trainer.discriminator is None and trainer.optimizer_d is None
+    assert set(trainer.train_step(*batches(0))) == {"seg_src"}
+    trainer = Trainer(load_config("benchmark_minent", TINY))
+    assert set(trainer.train_step(*batches(0))) == {"seg_src", "ent_trg"}
+
+
+def test_nan_loss_stops_before_any_update():
+    trainer = Trainer(load_config("benchmark_dada", TINY))
+    source, target = batches(0)
+    trainer.train_step(source, target)
+    weights = {k: v.clone() for k, v in trainer.model.named_parameters()}
+    source, target = batches(1)
+    source["depth"][0, 0, 3, 5] = float("nan")
+    with pytest.raises(DadaError, match=r"iteration 1: non-finite loss \{'depth_src': nan\}"):
+        trainer.train_step(source, target)
+    assert all(torch.equal(weights[k], v) for k, v in trainer.model.named_parameters())
+    assert trainer.iteration == 1

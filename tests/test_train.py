@@ -1,0 +1,189 @@
+"""Training runs end to end on tiny generated data: every preset, outputs, resume after SIGKILL, CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dada import DadaError
+from dada.cli import main
+from dada.config import list_presets, load_config, methods
+from dada.engine import Trainer
+from dada.engine.checkpoint import iteration_checkpoints, load_checkpoint
+from test_train_data import tiny_overrides
+
+FAST = ["method.ndf=8", "train.image_every=0", "train.log_every=1"]
+ALIASES = {"source_only", "advent", "dada"}  # the same set-ups as s1, s2, s7 (checked in test_config)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("train-data")
+    tiny_overrides(folder, "tiny", "cityscapes")
+    tiny_overrides(folder, "tiny", "mapillary")
+    return folder
+
+
+def overrides(data: Path, preset: str, run_root: Path, *extra: str) -> list[str]:
+    target = "mapillary" if "mapillary" in preset else "cityscapes"
+    return [*tiny_overrides(data, "tiny", target), *FAST, f"output.root={run_root}", *extra]
+
+
+@pytest.mark.parametrize("preset", [p for p in list_presets() if p.rsplit("_", 1)[-1] not in ALIASES])
+def test_every_preset_runs_two_iterations(preset, data, tmp_path):
+    cfg = load_config(preset, overrides(data, preset, tmp_path, "train.max_iters=2"))
+    run = Trainer(cfg).fit()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["iteration"] for r in train] == [0, 1]
+    expected = {"seg_src"} | {f"adv_trg_{k}" for k in cfg.method.adversarial}
+    assert expected <= set(train[0]["loss"]) and all(v == v for v in train[0]["loss"].values())
+    final = load_checkpoint(run / "checkpoints" / "final.pt")
+    assert final["iteration"] == 2 and set(final["discriminators"]) == set(cfg.method.adversarial)
+    assert final["model_spec"]["num_classes"] == cfg.model.num_classes
+
+
+def test_run_folder_outputs_and_checkpoint_format(data, tmp_path):
+    cfg = load_config("benchmark_dada", overrides(data, "x", tmp_path, "train.max_iters=6",
+                                                  "train.checkpoint_every=2", "train.keep_last=2",
+                                                  "train.image_every=3", "train.log_every=2",
+                                                  "output.name=outputs"))
+    run = Trainer(cfg).fit()
+    assert run == tmp_path / "outputs"
+    assert load_config(run / "config.yaml").train.max_iters == 6
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["final.pt", "iter_0000004.pt", "iter_0000006.pt"]
+    final = torch.load(run / "checkpoints" / "final.pt", weights_only=True)
+    assert final["format"] == "dada-seg/1" and final["iteration"] == 6
+    assert set(final) >= {"config", "model_spec", "model", "discriminators", "optimizers", "rng", "data",
+                          "selection"}
+    assert final["selection"]["policy"] == "last" and final["data"] == {"source": 6, "target": 6}
+    assert set(final["rng"]) >= {"python", "numpy", "torch"}
+    assert final["config"]["preset"] == "benchmark_dada"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if r["kind"] == "train"] == [1, 3, 5]
+    assert set(records[0]["lr"]) == {"seg_group0", "seg_group1", "discriminator"}
+    assert records[-1]["kind"] == "final"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    assert {"loss/seg_src", "loss/depth_src", "loss/adv_trg_depth_aware", "lr/seg_group0",
+            "time/seconds_per_iter"} <= set(tags["scalars"])
+    assert {"source/prediction", "target/prediction", "target/self_information", "target/depth",
+            "target/depth_aware"} <= set(tags["images"])
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["iterations"] == 6 and summary["selection"]["label"] == "last iteration"
+
+
+def test_rerunning_continues_and_a_changed_config_is_refused(data, tmp_path):
+    args = overrides(data, "x", tmp_path, "train.checkpoint_every=2", "output.name=again")
+    Trainer(load_config("benchmark_s4", [*args, "train.max_iters=4"])).fit()
+    first = load_checkpoint(tmp_path / "again" / "checkpoints" / "final.pt")
+    trainer = Trainer(load_config("benchmark_s4", [*args, "train.max_iters=4"]))
+    trainer.fit()
+    assert trainer.iteration == 4  # nothing left to do: loaded, not retrained
+    again = load_checkpoint(tmp_path / "again" / "checkpoints" / "final.pt")
+    assert all(torch.equal(first["model"][k], again["model"][k]) for k in first["model"])
+    with pytest.raises(DadaError, match="different config.*train.lr"):
+        Trainer(load_config("benchmark_s4", [*args, "train.max_iters=4", "train.lr=1e-3"])).fit()
+
+
+def test_nan_stops_the_run_and_keeps_the_last_checkpoint(data, tmp_path):
+    from dada.engine.data import build_part
+
+    cfg = load_config("benchmark_dada", overrides(data, "x", tmp_path, "train.max_iters=6",
+                                                  "train.checkpoint_every=2"))
+
+    class PoisonedAfter:  # the 4th item read carries a NaN depth
+        def __init__(self, dataset):
+            self.dataset, self.reads = dataset, 0
+
+        def __len__(self):
+            return len(self.dataset)
+
+        def __getitem__(self, index):
+            item, self.reads = self.dataset[index], self.reads + 1
+            if self.reads == 4:
+                item["depth"][0, 0, 0] = float("nan")
+            return item
+
+    with pytest.raises(DadaError, match="iteration 3: non-finite loss.*depth_src"):
+        Trainer(cfg).fit(datasets={"source": PoisonedAfter(build_part(cfg, "source"))})
+    checkpoints = tmp_path / "benchmark_dada" / "checkpoints"
+    assert [i for i, _ in iteration_checkpoints(checkpoints)] == [2]
+    assert load_checkpoint(checkpoints / "iter_0000002.pt")["iteration"] == 2
+    assert not (checkpoints / "final.pt").exists()
+
+
+def test_source_fraction_subsets_the_source(data, tmp_path):
+    from dada.engine.data import build_part
+
+    cfg = load_config("benchmark_dada", overrides(data, "x", tmp_path, "data.source.fraction=0.5"))
+    assert len(build_part(cfg, "source")) == 2
+
+
+def _train_command(data: Path, runs: Path, name: str) -> list[str]:
+    args = overrides(data, "x", runs, "train.max_iters=10", "train.checkpoint_every=1", "train.keep_last=2",
+                     "train.deterministic=true", f"output.name={name}", "method.ndf=16")
+    return [sys.executable, "-m", "dada.cli", "train", "benchmark_dada", *args]
+
+
+def _run_until(command: list[str], path: Path, env: dict) -> None:
+    """Start ``command`` and SIGKILL it as soon as ``path`` exists (mid-run)."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_resume_after_sigkill_is_bit_identical(data, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run(_train_command(data, tmp_path, "reference"), env=env, check=True, capture_output=True)
+    command = _train_command(data, tmp_path, "killed")
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    _run_until(command, checkpoints / "iter_0000003.pt", env)
+    _run_until(command, checkpoints / "iter_0000007.pt", env)
+    assert not (checkpoints / "final.pt").exists()  # both kills landed before the end
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    reference = load_checkpoint(tmp_path / "reference" / "checkpoints" / "final.pt")
+    resumed = load_checkpoint(checkpoints / "final.pt")
+    assert resumed["iteration"] == reference["iteration"] == 10
+    for part in ("model",):
+        assert all(torch.equal(reference[part][k], resumed[part][k]) for k in reference[part])
+    for kind, state in reference["discriminators"].items():
+        assert all(torch.equal(state[k], resumed["discriminators"][kind][k]) for k in state)
+    for name, state in reference["optimizers"].items():
+        for index, buffers in state["state"].items():
+            for key, value in buffers.items():
+                assert torch.equal(value, resumed["optimizers"][name]["state"][index][key]), (name, key)
+    lines = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [r["loss"] for r in lines("killed") if r["kind"] == "train"] == \
+           [r["loss"] for r in lines("reference") if r["kind"] == "train"]
+
+
+def test_cli_train_resume_list_and_errors(data, tmp_path, capsys):
+    args = overrides(data, "x", tmp_path, "train.max_iters=2", "output.name=cli")
+    assert main(["train", "benchmark_s5", *args]) == 0
+    assert (tmp_path / "cli" / "checkpoints" / "final.pt").exists()
+    assert main(["train", "--resume", str(tmp_path / "cli"), "train.device=cpu"]) == 0
+    assert main(["train", "--list"]) == 0
+    assert "synthia2mapillary7_320_s6" in capsys.readouterr().out
+    assert main(["train", "benchmark_s5", "train.max_iterz=3"]) == 2
+    assert "train.max_iters" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
+    assert main(["train", "benchmark_dada", "data.source.root=null", "data.num_workers=0",
+                 f"output.root={tmp_path}"]) == 2
+    assert "data.source.root" in capsys.readouterr().err
+    assert len(methods()) == 12
