@@ -259,3 +259,19 @@ def test_load_segmenter_errors_name_the_file(tmp_path, case):
         assert "missing key(s), first: ['layer1.0.conv1.weight']" in str(err.value)
     if case == "pickle":
         assert "Unsupported global: GLOBAL warnings.WarningMessage" in str(err.value)
+
+
+def test_load_pretrained_from_our_checkpoint_and_against_a_mismatched_model(tmp_path):
+    source = _trained_tiny()
+    path = tmp_path / "source_only.pt"
+    torch.save({"format": "dada-seg/1", "iteration": 5, "config": {}, "model_spec": source.spec,
+                "model": source.state_dict()}, path)
+    model = build_segmenter("tiny", num_classes=4)
+    assert load_pretrained(model, path)["kind"] == "segmenter"
+    assert torch.equal(model.dec4.weight, source.dec4.weight)
+    assert torch.equal(model.bn1.running_mean, source.bn1.running_mean)
+    wider = build_segmenter("resnet18_w32", num_classes=4)
+    with pytest.raises(DadaError) as err:
+        load_pretrained(wider, path)
+    assert str(path) in str(err.value)
+    assert "conv1.weight (16, 3, 7, 7) (expected (32, 3, 7, 7))" in str(err.value)
