@@ -84,6 +84,17 @@ def test_cityscapes_target_without_train_labels(tmp_path, capsys):
             in report.problems)
 
 
+def test_all_ignored_labels_are_a_problem_except_for_cityscapes_test(tmp_path):
+    root = tmp_path / "cityscapes"
+    write_cityscapes(root, "train", "aachen", "aachen_000000_000019", rgb())
+    for split in ("val", "test"):
+        write_cityscapes(root, split, "bonn", "bonn_000000_000019", rgb(), np.zeros((3, 4), np.uint8))
+    report = diagnose("cityscapes", root)
+    assert report.problems == ["val: every label pixel of the samples is ignored (255): wrong label files "
+                               "(e.g. labelTrainIds or colour images instead of raw ids)?"]
+    assert "Cityscapes test labels are withheld: expected" in report.render()
+
+
 def test_mapillary_and_folder(tmp_path):
     root = tmp_path / "mapillary"
     for split in ("training", "validation"):
