@@ -156,3 +156,21 @@ def test_nan_loss_stops_before_any_update():
         trainer.train_step(source, target)
     assert all(torch.equal(weights[k], v) for k, v in trainer.model.named_parameters())
     assert trainer.iteration == 1
+
+
+def test_imagenet_initialisation_loads_the_backbone_only(tmp_path):
+    from dada.models import build_segmenter
+    from dada.models.official import export
+
+    torch.manual_seed(5)
+    donor = build_segmenter("tiny", num_classes=16)
+    path = tmp_path / "DeepLab_resnet_pretrained_imagenet.pth"
+    torch.save(export(donor.state_dict(), "imagenet"), path)
+    trainer = Trainer(load_config("benchmark_dada", [*TINY, f"model.pretrained={path}",
+                                                     "model.pretrained_kind=imagenet"]))
+    ours, theirs = trainer.model.state_dict(), donor.state_dict()
+    assert torch.equal(ours["layer1.0.conv1.weight"], theirs["layer1.0.conv1.weight"])
+    assert torch.equal(ours["conv1.weight"], theirs["conv1.weight"])
+    assert not torch.equal(ours["layer6.conv2d_list.0.weight"], theirs["layer6.conv2d_list.0.weight"])
+    with pytest.raises(DadaError, match="missing.pth"):
+        Trainer(load_config("benchmark_dada", [*TINY, f"model.pretrained={tmp_path / 'missing.pth'}"]))

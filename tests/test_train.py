@@ -80,6 +80,11 @@ def test_run_folder_outputs_and_checkpoint_format(data, tmp_path):
             "target/depth_aware"} <= set(tags["images"])
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["iterations"] == 6 and summary["selection"]["label"] == "last iteration"
+    from dada.models import load_segmenter
+
+    model, info = load_segmenter(run)
+    assert info["iteration"] == 6 and info["model_spec"]["arch"] == "tiny"
+    assert all(torch.equal(v, final["model"][k]) for k, v in model.state_dict().items())
 
 
 def test_rerunning_continues_and_a_changed_config_is_refused(data, tmp_path):

@@ -46,8 +46,9 @@ class ModelConfig:
     feature_fusion: bool = True
     bn_mode: str = "train"
     depth_widths: str = "official"
-    pretrained: str | None = None  # path to ImageNet weights, converted with dada.models.official
-    pretrained_kind: str = "imagenet"  # "imagenet" (official DeepLab .pth) or "torchvision"
+    pretrained: str | None = None  # initial weights, converted with dada.models.official (no downloads)
+    pretrained_kind: str = "auto"  # auto | imagenet (DeepLab_resnet_pretrained_imagenet.pth) | torchvision
+    #                                | segmenter (a whole official/our model, e.g. to fine-tune)
 
 
 @dataclass

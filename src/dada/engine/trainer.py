@@ -73,7 +73,7 @@ class Trainer:
     only by :meth:`fit`."""
 
     def __init__(self, cfg: DictConfig):
-        from dada.models import build_discriminator, build_segmenter
+        from dada.models import build_discriminator, build_segmenter, load_pretrained
 
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
@@ -83,8 +83,8 @@ class Trainer:
             self.model = build_segmenter(**self.model_spec)
         except ValueError as error:  # an unknown arch, bn_mode or depth_widths
             raise DadaError(f"model: {error}") from None
-        if cfg.model.pretrained:
-            load_pretrained(self.model, cfg.model.pretrained, cfg.model.pretrained_kind)
+        if cfg.model.pretrained:  # ImageNet (or torchvision) backbone; head and depth block stay random
+            self.pretrained = load_pretrained(self.model, cfg.model.pretrained, cfg.model.pretrained_kind)
         self.model.to(self.device).train()
         num_classes = cfg.model.num_classes
         self.discriminators = nn.ModuleDict({
@@ -319,24 +319,3 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
         keys = sorted(set(a) | set(b))
         return [d for k in keys for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
     return [] if a == b else [prefix.rstrip(".")]
-
-
-def load_pretrained(model: nn.Module, path: str, kind: str) -> None:
-    """ImageNet backbone weights (official DeepLab ``.pth`` or a torchvision ResNet) into ``model``."""
-    from dada.models.official import convert
-
-    if not Path(path).is_file():
-        raise DadaError(f"model.pretrained={path}: file not found (no downloads at run time: give the path "
-                        f"to DeepLab_resnet_pretrained_imagenet.pth or a torchvision ResNet state dict)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise DadaError(f"model.pretrained={path} cannot be read: {error}") from None
-    converted = convert(state, kind)
-    missing, unexpected = model.load_state_dict(converted, strict=False)
-    if unexpected:
-        raise DadaError(f"model.pretrained={path}: keys that fit no layer of model.arch="
-                        f"{getattr(model, 'arch', '?')}: {unexpected[:5]}... (wrong architecture?)")
-    if not any(key.startswith(("conv1", "layer1", "backbone")) for key in converted):
-        raise DadaError(f"model.pretrained={path}: no backbone weights after conversion ({kind})")
-
