@@ -192,3 +192,38 @@ def test_cli_train_resume_list_and_errors(data, tmp_path, capsys):
                  f"output.root={tmp_path}"]) == 2
     assert "data.source.root" in capsys.readouterr().err
     assert len(methods()) == 12
+
+
+def test_best_on_val_selects_on_the_validation_set_and_says_so(data, tmp_path):
+    cfg = load_config("benchmark_s2", overrides(data, "x", tmp_path, "train.max_iters=4", "eval.every=2",
+                                                "eval.selection=best-on-val", "train.checkpoint_every=2",
+                                                "train.keep_last=1", "train.lr=0.02"))
+    run = Trainer(cfg).fit()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [r for r in records if r["kind"] == "eval"]
+    assert [r["iteration"] for r in evaluations] == [1, 3]
+    best = max(evaluations, key=lambda r: r["miou"])
+    final = load_checkpoint(run / "checkpoints" / "final.pt")
+    assert final["selection"]["policy"] == "best-on-val" and final["iteration"] == best["iteration"] + 1
+    assert final["selection"]["best_miou"] == pytest.approx(best["miou"])
+    assert "selects on the evaluation set" in final["selection"]["label"]
+    chosen = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert all(torch.equal(chosen["model"][k], final["model"][k]) for k in final["model"])
+    assert [p.name for p in sorted((run / "checkpoints").glob("iter_*"))] == ["iter_0000004.pt"]
+
+
+def test_seeds_make_sibling_runs_and_a_summary(data, tmp_path, capsys):
+    args = overrides(data, "x", tmp_path, "train.max_iters=2", "output.name=seeds")
+    assert main(["train", "benchmark_s1", *args, "--seeds", "0,1"]) == 0
+    assert "±" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "seeds" / "seeds_summary.json").read_text())
+    assert [r["seed"] for r in summary["runs"]] == [0, 1] and summary["selection"] == "last"
+    mious = [r["miou"] for r in summary["runs"]]
+    assert summary["miou_mean"] == pytest.approx(sum(mious) / 2)
+    assert summary["miou_std"] == pytest.approx(abs(mious[0] - mious[1]) / 2 ** 0.5)
+    first, second = (load_checkpoint(tmp_path / "seeds" / f"seed_{s}" / "checkpoints" / "final.pt")
+                     for s in (0, 1))
+    assert first["config"]["seed"] == 0 and second["config"]["seed"] == 1
+    assert not torch.equal(first["model"]["conv1.weight"], second["model"]["conv1.weight"])
+    assert (tmp_path / "seeds" / "seeds_summary.md").read_text().count("|") > 8
+    assert main(["train", "benchmark_s1", *args, "--seeds", "0,x"]) == 2

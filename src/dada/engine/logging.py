@@ -41,7 +41,8 @@ class TrainLogger:
         if not self.metrics_path.exists():
             return
         kept = [line for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("iteration", 0) < start]
+                if line.strip() and json.loads(line).get("iteration", 0) < start
+                and json.loads(line).get("kind") != "final"]
         write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def wants_images(self, iteration: int) -> bool:
@@ -55,8 +56,8 @@ class TrainLogger:
         self.running["time"].append(seconds)
         if self.bar is not None:
             self.bar.update(1)
-        every = self.cfg.train.log_every
-        if every <= 0 or (iteration + 1) % every:
+        every, last = self.cfg.train.log_every, iteration + 1 == self.cfg.train.max_iters
+        if every <= 0 or ((iteration + 1) % every and not last):
             return
         means = {name: float(np.mean(values)) for name, values in self.running.items()}
         self.running.clear()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +59,7 @@ def final_miou(trainer: Trainer, run_dir: Path) -> float:
     """mIoU of ``checkpoints/final.pt`` on ``data.val``."""
     from dada.engine import checkpoint as ckpt
     from dada.engine.data import build_part
-    from dada.evaluation import evaluate_segmenter
 
     final = ckpt.load_checkpoint(run_dir / "checkpoints" / "final.pt")
     trainer.model.load_state_dict(final["model"])
-    trainer.model.eval()
-    result = evaluate_segmenter(trainer.model, build_part(trainer.cfg, "val"),
-                                num_classes=trainer.cfg.model.num_classes, device=trainer.device,
-                                max_images=trainer.cfg.eval.max_images)
-    miou = float(result.miou)
-    return miou if not math.isnan(miou) else float("nan")
+    return trainer.evaluate(build_part(trainer.cfg, "val"))

@@ -246,11 +246,12 @@ class Trainer:
             self.load_state(ckpt.load_checkpoint(found[-1][1]))
         save_config(cfg, run_dir / "config.yaml")
         datasets = dict(datasets or {})
-        for part in ("source", "target") + (("val",) if cfg.eval.every > 0 else ()):
-            datasets.setdefault(part, None)
-            datasets[part] = datasets[part] if datasets[part] is not None else build_part(cfg, part)
-        sources = infinite_loader(datasets["source"], cfg, "source", self.consumed["source"], self.device)
-        targets = infinite_loader(datasets["target"], cfg, "target", self.consumed["target"], self.device)
+        if self.iteration < train.max_iters:
+            for part in ("source", "target") + (("val",) if cfg.eval.every > 0 else ()):
+                if datasets.get(part) is None:
+                    datasets[part] = build_part(cfg, part)
+            sources = infinite_loader(datasets["source"], cfg, "source", self.consumed["source"], self.device)
+            targets = infinite_loader(datasets["target"], cfg, "target", self.consumed["target"], self.device)
         logger = TrainLogger(run_dir, cfg, self.iteration)
         try:
             while self.iteration < train.max_iters:
@@ -278,16 +279,23 @@ class Trainer:
             logger.close()
         return run_dir
 
-    def _evaluate(self, dataset, checkpoints: Path, logger) -> float:
+    def evaluate(self, dataset) -> float:
+        """mIoU of the current model on ``dataset`` (official protocol); leaves the training state as it
+        was (train mode, random generators)."""
         from dada.evaluation import evaluate_segmenter
 
-        self.model.eval()
-        try:
-            result = evaluate_segmenter(self.model, dataset, num_classes=self.cfg.model.num_classes,
-                                        device=self.device, max_images=self.cfg.eval.max_images)
-        finally:
-            self.model.train()
-        miou = float(result.miou)
+        with torch.random.fork_rng(devices=[]):
+            try:
+                result = evaluate_segmenter(self.model, dataset, num_classes=self.cfg.model.num_classes,
+                                            device=self.device, max_images=self.cfg.eval.max_images,
+                                            depth_bins=None, num_workers=self.cfg.data.num_workers,
+                                            progress=False)
+            finally:
+                self.model.train()
+        return float(result.miou)
+
+    def _evaluate(self, dataset, checkpoints: Path, logger) -> float:
+        miou = self.evaluate(dataset)
         logger.evaluation(self.iteration - 1, miou, {"selection": self.cfg.eval.selection})
         best = self.selection.get("best_miou")
         if best is None or miou > best:
