@@ -66,7 +66,7 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "kept"}
-        return _nan_to_none(data)
+        return nan_to_none(data)
 
     @classmethod
     def from_dict(cls, data: dict) -> EvalResult:
@@ -78,15 +78,16 @@ class EvalResult:
         return {row["name"]: (float("nan") if row["miou"] is None else row["miou"]) for row in self.per_image}
 
 
-def _nan_to_none(value: Any) -> Any:
+def nan_to_none(value: Any) -> Any:
+    """NaN → None recursively (JSON null), numpy scalars → Python, tuples → lists."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
+        return {k: nan_to_none(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
+        return [nan_to_none(v) for v in value]
     if isinstance(value, np.generic):
-        return _nan_to_none(value.item())
+        return nan_to_none(value.item())
     return value
 
 

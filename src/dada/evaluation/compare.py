@@ -1,0 +1,128 @@
+"""``dada compare``: one table and one chart over several evaluated runs.
+
+Each input is a run or evaluation folder holding ``results.json`` (written by ``dada eval``), or the file
+itself. Runs of one set-up that differ only by their seed (same config hash without the seed) form one
+group, shown as mean ± std (sample std, ddof=1) over the seeds; NaN per-class IoUs (class absent) are
+left out of that class's mean. Outputs: ``comparison.json``, ``comparison.md`` (the paper's Table 1/2
+layout, plus Table 3's one-mIoU-per-setup and Table 4's source-fraction rows when they apply) and
+``comparison.png`` (per-class IoU bars with ± std error bars).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dada.errors import DadaError
+from dada.evaluation.evaluator import nan_to_none
+from dada.evaluation.reports import load_results, now_utc, paper_table, pct, pct_pm
+from dada.io import write_json, write_text
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float, float | None]:
+    array = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    array = array[~np.isnan(array)]
+    if not array.size:
+        return float("nan"), None
+    return float(array.mean()), (float(array.std(ddof=1)) if array.size > 1 else None)
+
+
+def _group_key(results: Mapping) -> str:
+    model = results["model"]
+    return model.get("config_hash_without_seed") or model["checkpoint"]
+
+
+def _group_label(results: Mapping) -> str:
+    model = results["model"]
+    return model.get("preset") or model.get("method") or model["label"]
+
+
+def aggregate(runs: Sequence[Mapping], label: str) -> dict:
+    """Mean ± std over the runs of one group (seeds)."""
+    iou = np.array([[np.nan if v is None else v for v in r["result"]["iou"]] for r in runs], dtype=np.float64)
+    iou_stats = [_mean_std(iou[:, c]) for c in range(iou.shape[1])]
+    row = {"label": label, "runs": [r["model"]["checkpoint"] for r in runs],
+           "seeds": [r["model"].get("seed") for r in runs], "depth": bool(runs[0]["model"].get("depth")),
+           "method": runs[0]["model"].get("method"),
+           "source_fraction": runs[0]["model"].get("source_fraction"),
+           "iou": [m for m, _ in iou_stats], "iou_std": [s for _, s in iou_stats]}
+    for key, getter in (("miou", lambda r: r["result"]["miou"]),
+                        ("miou13", lambda r: r["result"].get("miou13")),
+                        ("pixel_accuracy", lambda r: r["result"]["pixel_accuracy"]),
+                        ("negative_transfer", lambda r: (r.get("negative_transfer") or {}).get("rate")),
+                        ("d_gain", lambda r: r.get("d_gain"))):
+        values = [getter(r) for r in runs]
+        if all(v is None for v in values):
+            row[key], row[f"{key}_std"] = None, None
+        else:
+            row[key], row[f"{key}_std"] = _mean_std(values)
+    return row
+
+
+def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None, *,
+                 overwrite: bool = False, title: str = "Comparison") -> dict:
+    """Group the evaluated runs (seeds of one set-up together), write the table and the chart into
+    ``out_dir`` (when given) and return ``{"groups", "markdown", "files"}``."""
+    from dada.evaluation.figures import iou_bar_chart
+
+    if not paths:
+        raise DadaError("give at least one evaluated run folder or results.json")
+    loaded = [load_results(p) for p in paths]
+    classes = {r["result"]["num_classes"] for r in loaded}
+    if len(classes) > 1:
+        raise DadaError(f"the runs use different class sets ({sorted(classes)} classes): compare runs of one "
+                        "class set")
+    groups: dict[str, list[dict]] = {}
+    for results in loaded:
+        groups.setdefault(_group_key(results), []).append(results)
+    labels: dict[str, int] = {}
+    rows = []
+    for runs in groups.values():
+        label = _group_label(runs[0])
+        labels[label] = labels.get(label, 0) + 1
+        if labels[label] > 1:
+            label = f"{label} ({labels[label]})"
+        rows.append(aggregate(runs, label))
+    num_classes = classes.pop()
+    class_names = loaded[0]["result"]["class_names"]
+    table = "Table 1" if num_classes == 16 else "Table 2"
+    lines = [f"# {title}", "", f"{len(loaded)} evaluated runs in {len(rows)} groups; groups of seeds show "
+             "mean ± std (ddof=1) over the seeds. Written " + now_utc() + ".", "",
+             f"## Per-class IoU (%) — layout of the paper's {table}", ""]
+    lines += paper_table([{**r, "label": f"{r['label']} (n={len(r['runs'])})"} for r in rows], class_names,
+                         num_classes)
+    lines += ["", "## mIoU per set-up — layout of the paper's Table 3", ""]
+    lines += ["| Setup | method | Depth | seeds | mIoU (%) | NT rate (%) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['label']} | {r['method'] or '-'} | {'✓' if r['depth'] else ''} | "
+              f"{', '.join(str(s) for s in r['seeds'])} | {pct_pm(r['miou'], r['miou_std'])} | "
+              f"{pct_pm(r['negative_transfer'], r['negative_transfer_std'], 0)} |" for r in rows]
+    fractions = {r["source_fraction"] for r in rows if r["source_fraction"] is not None}
+    if len(fractions) > 1:
+        ordered = sorted(rows, key=lambda r: (r["source_fraction"] is None, r["source_fraction"]))
+        lines += ["", "## mIoU by fraction of the source set — layout of the paper's Table 4", "",
+                  "| % of source | " + " | ".join(pct(r["source_fraction"], 0) for r in ordered) + " |",
+                  "|---|" + "---|" * len(ordered),
+                  "| mIoU (%) | " + " | ".join(pct_pm(r["miou"], r["miou_std"]) for r in ordered) + " |"]
+    lines.append("")
+    markdown = "\n".join(lines)
+    summary = {"format": "dada-seg-comparison/1", "created": now_utc(), "num_classes": num_classes,
+               "class_names": class_names, "groups": rows, "inputs": [str(p) for p in paths]}
+    files = {}
+    if out_dir is not None:
+        out = Path(out_dir)
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise DadaError(f"output folder {out} exists: choose another one with --out or pass --overwrite")
+        out.mkdir(parents=True, exist_ok=True)
+        files = {"json": out / "comparison.json", "md": out / "comparison.md",
+                 "chart": out / "comparison.png"}
+        iou_bar_chart({r["label"]: r["iou"] for r in rows}, class_names, files["chart"],
+                      errors={r["label"]: r["iou_std"] for r in rows}, title=title,
+                      summary={r["label"]: (r["miou"] if r["miou"] is not None else math.nan) for r in rows},
+                      summary_errors={r["label"]: r["miou_std"] for r in rows})
+        write_json(files["json"], nan_to_none(summary))
+        write_text(files["md"], markdown + f"\n![per-class IoU]({files['chart'].name})\n")
+    return {"groups": rows, "markdown": markdown, "files": {k: str(v) for k, v in files.items()}}

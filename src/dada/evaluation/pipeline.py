@@ -1,0 +1,409 @@
+"""Evaluating a run end to end: ``evaluate_run`` loads a run folder or a checkpoint, builds its validation
+set from the checkpoint's config (or the given data), evaluates it (every snapshot when asked, with the
+``last`` / ``best-on-val`` selection), its baseline and no-depth counterpart on the same images, the
+depth head on the source validation images, and writes ``results.json``, ``results.md`` and the figures.
+
+This is what ``dada eval`` runs and what a demo calls per model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dada.errors import DadaError
+from dada.evaluation.evaluator import EvalResult, evaluate_segmenter
+from dada.evaluation.metrics import DEFAULT_DEPTH_EDGES, d_gain, negative_transfer
+from dada.evaluation.predict import OFFICIAL_INPUT_SIZE, resolve_device
+from dada.evaluation.reports import code_version, config_hash, now_utc, write_results
+
+SELECTION_LABELS = {
+    "last": "last snapshot (nothing chosen on the evaluation set)",
+    "best-on-val": "best on the validation set (the official protocol; selects on the evaluation set, so "
+                   "the number is optimistic)",
+}
+_ITER = re.compile(r"^iter_(\d+)\.pt$")
+
+
+# ------------------------------------------------------------------------------------------ inputs
+def resolve_root(root: str | os.PathLike, part: str = "val") -> Path:
+    """A dataset root; ``@benchmark`` is the built-in benchmark (``source/`` for the source, else
+    ``target/``), generated on first use."""
+    from dada.config import BENCHMARK_ROOT
+
+    if str(root) == BENCHMARK_ROOT:
+        try:
+            from dada.data.benchmark import ensure_benchmark
+        except ImportError:
+            raise DadaError("the built-in benchmark generator (dada.data.benchmark) is not available in "
+                            "this version; give the dataset folder with --data") from None
+        return Path(ensure_benchmark()) / ("source" if part == "source" else "target")
+    return Path(root)
+
+
+def data_settings(info: Mapping, *, dataset: str | None = None, root: str | os.PathLike | None = None,
+                  split: str | None = None, size: Sequence[int] | None | str = "config",
+                  preprocess: str | None = None, list_file: str | None = None) -> dict:
+    """The evaluation data: the checkpoint config's ``data.val`` with the given overrides; official state
+    dicts (no config) need ``root`` and default to Cityscapes ``val`` at 512×1024, caffe."""
+    config = info.get("config") or {}
+    data = config.get("data") or {}
+    val = dict(data.get("val") or {})
+    if not config:
+        val = {"name": "cityscapes", "split": "val", "size": list(OFFICIAL_INPUT_SIZE)}
+    settings = {"name": dataset or val.get("name", "cityscapes"), "root": root or val.get("root"),
+                "split": split or val.get("split", "val"),
+                "size": val.get("size") if size == "config" else (list(size) if size is not None else None),
+                "preprocess": preprocess or data.get("preprocess", "caffe"),
+                "list_file": list_file if list_file is not None else (val.get("list_file") if root is None
+                                                                       else None),
+                "spec": val.get("spec") if root is None else None}
+    if settings["root"] is None:
+        raise DadaError(f"{info.get('source')}: no evaluation data in the checkpoint (an official state dict "
+                        "has no config): give the dataset folder with --data ROOT (and --dataset, --split, "
+                        "--size if they are not Cityscapes val at 512×1024)")
+    return settings
+
+
+def build_eval_dataset(settings: Mapping, num_classes: int, *, depth: bool | None = None, part: str = "val"):
+    """The labelled evaluation set (labels at full resolution). ``depth=None``: with the target's
+    disparity when the dataset has it (Cityscapes ``disparity/<split>``), for IoU by depth range."""
+    from dada.data import build_dataset
+
+    root = resolve_root(settings["root"], part)
+    if depth is None:
+        depth = settings["name"] == "cityscapes" and (root / "disparity" / settings["split"]).is_dir()
+    dataset = build_dataset(settings["name"], root, settings["split"], num_classes, size=settings["size"],
+                            depth=depth, preprocess=settings["preprocess"], labels=True, label_size="native",
+                            list_file=settings.get("list_file"), spec=settings.get("spec"))
+    if not getattr(dataset, "has_labels", True):
+        raise DadaError(f"{settings['name']} split {settings['split']!r} under {root} has no labels: "
+                        f"evaluation needs a labelled split")
+    return dataset
+
+
+def source_val_settings(info: Mapping, split: str | None = None) -> dict | None:
+    """The source validation set for depth quality: ``data.source`` with split ``split`` (default
+    ``val`` when ``ROOT/val.txt`` exists, as in the built-in benchmark); None when there is none."""
+    config = info.get("config") or {}
+    source = (config.get("data") or {}).get("source")
+    if not source or source.get("root") is None:
+        return None
+    try:
+        root = resolve_root(source["root"], "source")
+    except DadaError:
+        return None
+    chosen = split or ("val" if (root / "val.txt").is_file() else None)
+    if chosen is None:
+        return None
+    return {"name": source.get("name", "synthia"), "root": str(root), "split": chosen,
+            "size": source.get("size"), "preprocess": (config.get("data") or {}).get("preprocess", "caffe"),
+            "list_file": None, "spec": source.get("spec")}
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool, *, is_run_folder: bool) -> Path:
+    """A run folder may hold a previous ``results.json``; another folder must be new or empty. Either is
+    replaced only with ``overwrite``."""
+    if is_run_folder:
+        if (out_dir / "results.json").exists() and not overwrite:
+            raise DadaError(f"{out_dir / 'results.json'} exists: pass --overwrite to replace the evaluation, "
+                            f"or --out DIR for another folder")
+    elif out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise DadaError(f"output folder {out_dir} exists: choose another one with --out or pass --overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def snapshot_paths(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(iteration, path)`` of a run folder's ``checkpoints/iter_*.pt``, oldest first."""
+    folder = run_dir / "checkpoints"
+    found = [(int(m.group(1)), p) for p in folder.glob("iter_*.pt") if (m := _ITER.match(p.name))] \
+        if folder.is_dir() else []
+    return sorted(found)
+
+
+def model_label(info: Mapping) -> str:
+    config = info.get("config") or {}
+    preset = config.get("preset") or (config.get("method") or {}).get("name")
+    if preset:
+        return f"{preset} (seed {config['seed']})" if "seed" in config else str(preset)
+    return Path(str(info.get("source", "model"))).stem
+
+
+def uses_depth(info: Mapping) -> bool:
+    """Whether the model used depth as privileged information (a supervised depth branch)."""
+    spec = info.get("model_spec") or {}
+    method = (info.get("config") or {}).get("method") or {}
+    return bool(spec.get("depth_head")) and bool(method.get("depth_supervision", True))
+
+
+def _read_selection(run_dir: Path | None) -> dict | None:
+    if run_dir is None or not (run_dir / "train_summary.json").is_file():
+        return None
+    try:
+        return json.loads((run_dir / "train_summary.json").read_text()).get("selection")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _item_names(dataset, indices: Sequence[int]) -> list[str]:
+    records = getattr(dataset, "records", None)
+    if records is not None:
+        return [str(records[i].name) for i in indices]
+    return [str(dataset[i]["name"]) for i in indices]
+
+
+def choose_figure_indices(dataset, count: int, names: Sequence[str] | None = None, seed: int = 0,
+                          limit: int | None = None) -> list[int]:
+    """Indices of the images shown in figures: those named, else ``count`` drawn with ``seed``."""
+    total = len(dataset) if limit is None else min(len(dataset), int(limit))
+    if names:
+        all_names = _item_names(dataset, range(total))
+        missing = [n for n in names if n not in all_names]
+        if missing:
+            raise DadaError(f"--figure-images: {missing[:3]} not in the evaluation set (names look like "
+                            f"{all_names[0]!r})")
+        return [all_names.index(n) for n in names]
+    count = min(int(count), total)
+    if not count:
+        return []
+    return sorted(np.random.default_rng(seed).choice(total, size=count, replace=False).tolist())
+
+
+# ------------------------------------------------------------------------------------------ models
+def _evaluate_model(model, dataset, *, num_classes, device, batch_size, depth_bins, max_images, keep,
+                    progress, desc) -> EvalResult:
+    spec = getattr(model, "spec", None)
+    output_classes = int(spec["num_classes"]) if isinstance(spec, Mapping) else num_classes
+    if output_classes != num_classes:
+        raise DadaError(f"{desc}: the checkpoint predicts {output_classes} classes but the dataset has "
+                        f"{num_classes}: evaluate it on a {output_classes}-class dataset")
+    return evaluate_segmenter(model, dataset, num_classes=num_classes, device=device, batch_size=batch_size,
+                              depth_bins=depth_bins, max_images=max_images, keep=keep, progress=progress,
+                              desc=desc)
+
+
+def _reference(path, *, role: str, dataset, num_classes, device, batch_size, depth_bins, max_images, keep,
+               progress) -> dict:
+    from dada.models import load_segmenter
+
+    model, info = load_segmenter(path, map_location=device)
+    classes = int(info["model_spec"]["num_classes"])
+    if classes != num_classes:
+        raise DadaError(f"--{role} {path}: predicts {classes} classes but the evaluated model has "
+                        f"{num_classes}: compare models of the same class set")
+    result = _evaluate_model(model, dataset, num_classes=num_classes, device=device, batch_size=batch_size,
+                             depth_bins=depth_bins, max_images=max_images, keep=keep, progress=progress,
+                             desc=role)
+    del model
+    return {"label": model_label(info), "checkpoint": info["source"], "iteration": info.get("iteration"),
+            "depth": uses_depth(info), "model_spec": info["model_spec"],
+            "config_hash": config_hash(info.get("config")), "result_obj": result}
+
+
+# ------------------------------------------------------------------------------------------ the run
+def evaluate_run(path: str | os.PathLike, *, out_dir: str | os.PathLike | None = None,
+                 overwrite: bool = False, dataset: str | None = None, root: str | os.PathLike | None = None,
+                 split: str | None = None,
+                 size: Sequence[int] | None | str = "config", num_classes: int | None = None,
+                 baseline: str | os.PathLike | None = None, counterpart: str | os.PathLike | None = None,
+                 all_snapshots: bool = False, select: str = "last", device: str = "auto", batch_size: int = 1,
+                 max_images: int | None = None, depth_bins: Sequence[float] | None = DEFAULT_DEPTH_EDGES,
+                 source_depth: bool = True, source_split: str | None = None, figures: int = 4,
+                 figure_images: Sequence[str] | None = None, seed: int = 0, label: str | None = None,
+                 progress: bool = True) -> dict:
+    """Evaluate a run folder or a checkpoint and write ``results.json``, ``results.md`` and the figures.
+
+    ``out_dir``: default the run folder (for a run) or ``<checkpoint folder>/eval_<name>/`` (for a file);
+    an existing evaluation is replaced only with ``overwrite``. ``dataset/root/split/size`` override the
+    checkpoint config's ``data.val``. ``baseline``: the source-only model (negative transfer rate);
+    ``counterpart``: the no-depth counterpart (D-Gain; default the baseline when it has no depth and
+    this model has). ``all_snapshots``: evaluate every ``checkpoints/iter_*.pt`` and report the one
+    chosen by ``select`` (``last`` | ``best-on-val``). ``figures``: number of images (drawn with ``seed``)
+    in the qualitative grid, or ``figure_images`` by name. Returns the results dict (as written).
+    """
+    from dada.data import denormalize
+    from dada.models import load_segmenter
+
+    if select not in SELECTION_LABELS:
+        raise DadaError(f"--select must be one of {', '.join(SELECTION_LABELS)}, got {select!r}")
+    path = Path(path)
+    if not path.exists():
+        raise DadaError(f"{path}: no such run folder or checkpoint")
+    run_dir = path if path.is_dir() else (path.parent.parent if path.parent.name == "checkpoints" else None)
+    if all_snapshots and not path.is_dir():
+        raise DadaError("--all-snapshots needs a run folder (with checkpoints/iter_*.pt), not a file")
+    device = resolve_device(device)
+    if out_dir is None:
+        out = path if path.is_dir() else path.parent / f"eval_{path.stem}"
+        out_dir = prepare_out_dir(out, overwrite, is_run_folder=path.is_dir())
+    else:
+        out_dir = prepare_out_dir(Path(out_dir), overwrite, is_run_folder=False)
+
+    model, info = load_segmenter(path, map_location=device)
+    classes = int(info["model_spec"]["num_classes"])
+    if num_classes is not None and int(num_classes) != classes:
+        raise DadaError(f"{info['source']}: the checkpoint predicts {classes} classes but --num-classes is "
+                        f"{num_classes}: evaluate it on a {classes}-class dataset")
+    settings = data_settings(info, dataset=dataset, root=root, split=split, size=size)
+    eval_set = build_eval_dataset(settings, classes)
+    indices = choose_figure_indices(eval_set, figures, figure_images, seed, max_images)
+    keep = _item_names(eval_set, indices)
+    common = dict(num_classes=classes, device=device, batch_size=batch_size, depth_bins=depth_bins,
+                  max_images=max_images, keep=keep, progress=progress)
+
+    snapshots = None
+    selection = _read_selection(run_dir) if path.is_dir() else None
+    if all_snapshots:
+        found = snapshot_paths(path)
+        if not found:
+            raise DadaError(f"{path}: no checkpoints/iter_*.pt to evaluate (training keeps the newest "
+                            f"train.keep_last); evaluate final.pt without --all-snapshots")
+        snapshots, results_by_iter = [], {}
+        for iteration, snapshot in found:
+            snap_model, snap_info = load_segmenter(snapshot, map_location=device)
+            res = _evaluate_model(snap_model, eval_set, desc=f"iter {iteration}", **common)
+            snapshots.append({"iteration": iteration, "checkpoint": str(snapshot), "miou": res.miou,
+                              "miou13": res.miou13})
+            results_by_iter[iteration] = (res, snap_info)
+            del snap_model
+        if select == "last":
+            chosen = found[-1][0]
+        else:
+            best = max(snapshots, key=lambda s: -math.inf if math.isnan(s["miou"]) else s["miou"])
+            chosen = best["iteration"]
+        result, info = results_by_iter[chosen]
+        selection = {"policy": select, "iteration": chosen, "label": SELECTION_LABELS[select],
+                     "source": "dada eval --all-snapshots"}
+        model = load_segmenter(info["source"], map_location=device)[0]
+    else:
+        result = _evaluate_model(model, eval_set, desc="eval", **common)
+
+    references: dict[str, dict] = {}
+    for role, ref_path in (("baseline", baseline), ("counterpart", counterpart)):
+        if ref_path is not None:
+            references[role] = _reference(ref_path, role=role, dataset=eval_set, **common)
+    depth_model = uses_depth(info)
+    if "counterpart" not in references and "baseline" in references and depth_model \
+            and not references["baseline"]["depth"]:
+        references["counterpart"] = references["baseline"]
+
+    depth_quality = None
+    if source_depth and info["model_spec"].get("depth_head"):
+        source_settings = source_val_settings(info, source_split)
+        if source_settings is not None:
+            source_set = build_eval_dataset(source_settings, classes, depth=True, part="source")
+            source_result = evaluate_segmenter(model, source_set, num_classes=classes, device=device,
+                                               batch_size=batch_size, depth_quality=True,
+                                               max_images=max_images, progress=progress, desc="source depth")
+            if source_result.depth_quality:
+                depth_quality = {**source_result.depth_quality, "images": source_result.num_images,
+                                 "dataset": source_settings, "source_miou": source_result.miou}
+    del model
+
+    results: dict[str, Any] = {
+        "format": "dada-seg-results/1",
+        "created": now_utc(),
+        "code_version": code_version(),
+        "model": {"label": label or model_label(info), "checkpoint": info["source"],
+                  "iteration": info.get("iteration"), "format": info.get("format"), "depth": depth_model,
+                  "model_spec": info["model_spec"], "config_hash": config_hash(info.get("config")),
+                  "config_hash_without_seed": config_hash(info.get("config"), without_seed=True),
+                  "preset": (info.get("config") or {}).get("preset"),
+                  "method": ((info.get("config") or {}).get("method") or {}).get("name"),
+                  "seed": (info.get("config") or {}).get("seed"),
+                  "source_fraction": (((info.get("config") or {}).get("data") or {}).get("source")
+                                      or {}).get("fraction")},
+        "config": info.get("config"),
+        "dataset": {**settings, "root": str(settings["root"]), "num_images": result.num_images,
+                    "with_disparity": result.depth_ranges is not None},
+        "selection": selection,
+        "snapshots": snapshots,
+        "result": result.to_dict(),
+        "depth_quality": depth_quality,
+    }
+    for role, ref in references.items():
+        results[role] = {k: v for k, v in ref.items() if k != "result_obj"} | {
+            "result": ref["result_obj"].to_dict()}
+    if "baseline" in references:
+        results["negative_transfer"] = negative_transfer(result.per_image_map(),
+                                                         references["baseline"]["result_obj"].per_image_map())
+    if "counterpart" in references:
+        results["d_gain"] = d_gain(result.miou, references["counterpart"]["result_obj"].miou)
+
+    results["figures"] = write_figures(out_dir, results, result, references, eval_set, indices,
+                                       settings["preprocess"], run_dir, denormalize)
+    write_results(out_dir, results)
+    results["out_dir"] = str(out_dir)
+    return results
+
+
+def write_figures(out_dir: Path, results: Mapping, result: EvalResult, references: Mapping[str, dict],
+                  eval_set, indices: Sequence[int], preprocess: str, run_dir: Path | None,
+                  denormalize) -> dict[str, str]:
+    """Predictions, depth maps, the qualitative grid, the IoU and depth-range charts, training curves."""
+    from dada.evaluation import figures as fig
+
+    out = Path(out_dir)
+    written: dict[str, str] = {}
+    classes = result.num_classes
+    model_label = results["model"]["label"]
+    rows = []
+    for index in indices:
+        item = eval_set[index]
+        name = str(item["name"])
+        kept = result.kept.get(name)
+        if kept is None:
+            continue
+        stem = Path(name).with_suffix("").as_posix().removesuffix("_leftImg8bit")
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
+        fig.save_rgb(out / "figures" / f"{safe}_pred.png", fig.colorize(kept["pred"], classes))
+        written[f"prediction {name}"] = f"figures/{safe}_pred.png"
+        if kept["depth"] is not None:
+            fig.save_rgb(out / "figures" / f"{safe}_depth.png", fig.depth_to_rgb(kept["depth"]))
+            written[f"depth {name}"] = f"figures/{safe}_depth.png"
+        predictions = {}
+        for role in ("baseline", "counterpart"):
+            ref = references.get(role)
+            if ref is not None and ref["label"] not in predictions and name in ref["result_obj"].kept:
+                predictions[f"{ref['label']}"] = ref["result_obj"].kept[name]["pred"]
+        title = model_label if model_label not in predictions else f"{model_label} (evaluated)"
+        predictions[title] = kept["pred"]
+        rows.append({"image": denormalize(item["image"], preprocess), "label": item["label"].numpy(),
+                     "predictions": predictions, "name": name})
+    if rows:
+        fig.qualitative_grid(rows, out / "figures" / "qualitative.png", classes)
+        written["qualitative grid"] = "figures/qualitative.png"
+    series = {model_label: result.iou}
+    summary = {model_label: result.miou}
+    depth_series = {}
+    if result.depth_ranges:
+        depth_series[model_label] = {r: v["miou"] for r, v in result.depth_ranges["ranges"].items()}
+    for role in ("counterpart", "baseline"):
+        ref = references.get(role)
+        if ref is not None and ref["label"] not in series:
+            series = {ref["label"]: ref["result_obj"].iou, **series}
+            summary = {ref["label"]: ref["result_obj"].miou, **summary}
+            if ref["result_obj"].depth_ranges:
+                ranges = ref["result_obj"].depth_ranges["ranges"]
+                depth_series = {ref["label"]: {r: v["miou"] for r, v in ranges.items()}, **depth_series}
+    fig.iou_bar_chart(series, result.class_names, out / "figures" / "iou_per_class.png", summary=summary)
+    written["per-class IoU"] = "figures/iou_per_class.png"
+    if depth_series:
+        fig.depth_range_chart(depth_series, out / "figures" / "iou_by_depth.png")
+        written["mIoU by depth range"] = "figures/iou_by_depth.png"
+    if run_dir is not None and (run_dir / "metrics.jsonl").is_file():
+        try:
+            fig.training_curves(run_dir / "metrics.jsonl", out / "figures" / "training_curves.png",
+                                title=model_label)
+            written["training curves"] = "figures/training_curves.png"
+        except DadaError:
+            pass  # no training records yet
+    return written

@@ -1,0 +1,242 @@
+"""``results.json`` and ``results.md``: every figure of an evaluation, with what produced it.
+
+``results.json`` holds the full :class:`~dada.evaluation.EvalResult` of the model (and of the baseline and
+the no-depth counterpart when given), the negative transfer rate, the D-Gain, the depth quality, the
+snapshot table and its selection policy, the checkpoint, the config and its hash, the code version
+(``dada.__version__`` and the git commit when the code runs from a git checkout) and the figures' paths.
+``results.md`` lays the numbers out as the paper's tables: Table 1 (16 classes: per-class IoU, mIoU,
+D-Gain, mIoU*), Table 2 (7 classes), Table 3 (one row per setup: mIoU) and Table 4 (source fractions).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import hashlib
+import json
+import math
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dada.evaluation.evaluator import nan_to_none
+from dada.io import write_json, write_text
+
+RESULTS_FORMAT = "dada-seg-results/1"
+#: Config keys that do not change what a run computes (left out of the grouping hash of seed runs).
+RUNTIME_KEYS = {"train": ("device", "progress"), "data": ("num_workers",), "output": ("root", "name"),
+                "eval": ("max_images",)}
+
+
+# ---------------------------------------------------------------------------------------- provenance
+@functools.cache
+def code_version() -> dict:
+    """``{"dada": __version__, "git_commit": sha or None, "git_dirty": bool or None}``."""
+    from dada import __version__
+
+    here = Path(__file__).resolve().parent
+    commit = dirty = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+                                cwd=here.parent, capture_output=True, text=True, timeout=5, check=True)
+        dirty = bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"dada": __version__, "git_commit": commit, "git_dirty": dirty}
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(config: Mapping | None, *, without_seed: bool = False) -> str | None:
+    """First 12 hex digits of the SHA-256 of the resolved config (sorted-key JSON), runtime keys
+    (device, workers, output folder, progress) left out; ``without_seed`` also drops ``seed`` (to group
+    the runs of one set-up over seeds)."""
+    if config is None:
+        return None
+    config = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in dict(config).items()}
+    for section, keys in RUNTIME_KEYS.items():
+        if isinstance(config.get(section), dict):
+            config[section] = {k: v for k, v in config[section].items() if k not in keys}
+    if without_seed:
+        config.pop("seed", None)
+    return hashlib.sha256(_canonical(config).encode()).hexdigest()[:12]
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+# ---------------------------------------------------------------------------------------- formatting
+def pct(value: float | None, digits: int = 1) -> str:
+    """A fraction as % with ``digits`` decimals; ``-`` for None/NaN (the paper's convention)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.{digits}f}"
+
+
+def pct_pm(mean: float | None, std: float | None, digits: int = 1) -> str:
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return pct(mean, digits)
+    return f"{pct(mean, digits)} ± {pct(std, digits)}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def class_header(class_names: Sequence[str], num_classes: int) -> list[str]:
+    """Class names as column titles; wall, fence and pole starred in the 16-class table (not in mIoU*)."""
+    from dada.data.classes import MIOU13_CLASSES
+
+    if num_classes == 16:
+        return [n if i in MIOU13_CLASSES else f"{n}*" for i, n in enumerate(class_names)]
+    return list(class_names)
+
+
+def paper_table(rows: Sequence[Mapping], class_names: Sequence[str], num_classes: int,
+                digits: int = 1) -> list[str]:
+    """Table 1 (16 classes: … mIoU, D-Gain, mIoU*) or Table 2 (7 classes: … mIoU) layout.
+
+    ``rows``: ``{"label", "depth": bool, "iou": [...], "miou", "miou13", "d_gain", "negative_transfer",
+    optional "*_std" entries for mean ± std}``."""
+    header = ["Model", "Depth", *class_header(class_names, num_classes), "mIoU", "D-Gain"]
+    if num_classes == 16:
+        header.append("mIoU*")
+    header.append("NT rate")
+    body = []
+    for row in rows:
+        iou_std = row.get("iou_std") or [None] * len(row["iou"])
+        cells = [row["label"], "✓" if row.get("depth") else ""]
+        cells += [pct_pm(v, s, digits) for v, s in zip(row["iou"], iou_std, strict=True)]
+        cells.append(pct_pm(row.get("miou"), row.get("miou_std"), digits))
+        cells.append(pct_pm(row.get("d_gain"), row.get("d_gain_std"), digits))
+        if num_classes == 16:
+            cells.append(pct_pm(row.get("miou13"), row.get("miou13_std"), digits))
+        cells.append(pct_pm(row.get("negative_transfer"), row.get("negative_transfer_std"), 0))
+        body.append(cells)
+    return _table(header, body)
+
+
+def _row(label: str, result: Mapping, depth: bool, d_gain: float | None = None,
+         negative_transfer: float | None = None) -> dict:
+    return {"label": label, "depth": depth, "iou": result["iou"], "miou": result["miou"],
+            "miou13": result.get("miou13"), "d_gain": d_gain, "negative_transfer": negative_transfer}
+
+
+# ---------------------------------------------------------------------------------------- results.md
+def results_markdown(results: Mapping) -> str:
+    """``results.md`` of one evaluation (see the module docstring)."""
+    model = results["model"]
+    result = results["result"]
+    n = result["num_classes"]
+    names = result["class_names"]
+    lines = [f"# Evaluation: {model['label']}", ""]
+    dataset = results.get("dataset") or {}
+    lines += [f"- checkpoint: `{model.get('checkpoint')}` (iteration {model.get('iteration')}, "
+              f"{model.get('format')})",
+              f"- dataset: {dataset.get('name')} `{dataset.get('root')}` split {dataset.get('split')}, "
+              f"{result['num_images']} images, input size {dataset.get('size')}, labels at full resolution",
+              f"- config hash: `{model.get('config_hash')}`; code: dada {results['code_version']['dada']}"
+              f" @ {results['code_version'].get('git_commit') or 'unknown commit'}",
+              f"- model selection: {(results.get('selection') or {}).get('label', 'the given checkpoint')}",
+              f"- written {results.get('created')}", ""]
+    rows = []
+    baseline, counterpart = results.get("baseline"), results.get("counterpart")
+    if baseline:
+        rows.append(_row(baseline["label"], baseline["result"], baseline.get("depth", False)))
+    if counterpart and not (baseline and counterpart["checkpoint"] == baseline["checkpoint"]):
+        rows.append(_row(counterpart["label"], counterpart["result"], counterpart.get("depth", False)))
+    nt = (results.get("negative_transfer") or {}).get("rate")
+    rows.append(_row(model["label"], result, model.get("depth", False), results.get("d_gain"), nt))
+    table = "Table 1" if n == 16 else "Table 2"
+    lines += [f"## Per-class IoU (%) — layout of the paper's {table}", ""]
+    lines += paper_table(rows, names, n)
+    lines += ["", "mIoU: nanmean of the per-class IoUs over the whole set (official). "
+              + ("mIoU*: the 13 classes without the starred ones (wall, fence, pole). " if n == 16 else "")
+              + "D-Gain: mIoU gain over the no-depth counterpart. NT rate: negative transfer rate, the share "
+              "of images whose per-image mIoU is below the baseline's (source-only) model's.", ""]
+    lines += [f"Pixel accuracy: {pct(result['pixel_accuracy'], 2)} %. mIoU to two decimals (official "
+              f"print): {pct(result['miou'], 2)}.", ""]
+    if results.get("negative_transfer"):
+        info = results["negative_transfer"]
+        lines += ["## Negative transfer", "",
+                  f"{info['worse']} of {info['images']} images have a per-image mIoU below the baseline "
+                  f"`{baseline['label'] if baseline else '?'}`: **{pct(info['rate'], 1)} %**"
+                  + (f" ({info['unmatched']} images not in both evaluations)" if info.get("unmatched")
+                     else ""),
+                  ""]
+    ranges = result.get("depth_ranges")
+    if ranges:
+        lines += ["## IoU by depth range", "",
+                  f"Edges on the target's disparity: {', '.join(f'{e:.2f}' for e in ranges['edges'])} "
+                  "(near ≥ upper edge; far < lower edge; pixels without disparity left out).", ""]
+        runs = [(model["label"], result)] + ([(baseline["label"], baseline["result"])] if baseline else [])
+        header = ["Model", *[f"{name} mIoU" for name in ranges["names"]], *[f"{name} pixels"
+                                                                           for name in ranges["names"]]]
+        body = []
+        for label, res in runs:
+            other = res.get("depth_ranges")
+            if not other:
+                continue
+            body.append([label, *[pct(other["ranges"][r]["miou"]) for r in ranges["names"]],
+                         *[str(other["ranges"][r]["pixels"]) for r in ranges["names"]]])
+        lines += _table(header, body) + [""]
+        lines += ["Per-class IoU (%) by range:", ""]
+        lines += _table(["Range", *class_header(names, n)],
+                        [[r, *[pct(v) for v in ranges["ranges"][r]["iou"]]] for r in ranges["names"]]) + [""]
+    quality = results.get("depth_quality")
+    if quality:
+        cells = [f"{quality['abs_rel']:.3f}" if quality["abs_rel"] is not None else "-",
+                 f"{quality['rmse']:.2f}" if quality["rmse"] is not None else "-",
+                 pct(quality["delta1"]), str(quality["pixels"]), str(quality.get("images", "-"))]
+        lines += ["## Depth quality (source validation images)", "",
+                  *_table(["AbsRel", "RMSE (m)", "δ<1.25 (%)", "pixels", "images"], [cells]),
+                  "", "Depth = 655.36 / inverse depth (SYNTHIA's encoding, metres); predicted and "
+                  "ground-truth inverse depth at the ground truth's resolution.", ""]
+    snapshots = results.get("snapshots")
+    if snapshots:
+        selected = (results.get("selection") or {}).get("iteration")
+        lines += ["## Snapshots", "", f"Selection policy: **{results['selection']['label']}**", ""]
+        lines += _table(["iteration", "mIoU", *(["mIoU*"] if n == 16 else []), "selected"],
+                        [[str(s["iteration"]), pct(s["miou"], 2),
+                          *([pct(s.get("miou13"), 2)] if n == 16 else []),
+                          "✓" if s["iteration"] == selected else ""] for s in snapshots]) + [""]
+    figures = results.get("figures")
+    if figures:
+        lines += ["## Figures", ""] + [f"- {name}: `{path}`" for name, path in figures.items()] + [""]
+    lines += ["## Protocol", ""] + [f"- {k}: {v}" for k, v in result.get("protocol", {}).items()] + ["", ""]
+    return "\n".join(lines)
+
+
+def write_results(out_dir: str | os.PathLike, results: Mapping) -> dict[str, Path]:
+    """Write ``results.json`` and ``results.md`` into ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / "results.json", "md": out_dir / "results.md"}
+    write_json(paths["json"], nan_to_none(results))
+    write_text(paths["md"], results_markdown(results))
+    return paths
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """A ``results.json`` (or a folder holding one)."""
+    from dada.errors import DadaError
+
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise DadaError(f"{path}: no results.json; evaluate it first with `dada eval {path}`")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise DadaError(f"{file}: cannot be read as JSON ({error})") from None
+    if data.get("format") != RESULTS_FORMAT:
+        raise DadaError(f"{file}: not a dada-seg results file (format {RESULTS_FORMAT})")
+    return data

@@ -1,0 +1,81 @@
+"""`dada predict` on a folder of generated images (one corrupt) with a tiny checkpoint."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dada.cli import main
+from dada.data.classes import CLASSES_16
+from dada.errors import DadaError
+from dada.evaluation.predict import gather_inputs, input_settings, predict_checkpoint
+from dada.models import build_segmenter
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    net = build_segmenter(arch="tiny", num_classes=16, depth_head=True)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    config = {"data": {"preprocess": "caffe", "val": {"name": "cityscapes", "size": [32, 64]}}}
+    torch.save({"format": "dada-seg/1", "iteration": 3, "config": config, "model_spec": net.spec,
+                "model": net.state_dict()}, path)
+    return path
+
+
+def make_images(folder: Path) -> Path:
+    rng = np.random.default_rng(0)
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), rng.integers(0, 255, (40, 80, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "sub" / "b.jpg"), rng.integers(0, 255, (30, 50, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "c.png"), rng.integers(0, 255, (40, 80), dtype=np.uint8))  # grayscale
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    (folder / "notes.txt").write_text("not an image extension: ignored")
+    return folder
+
+
+def test_predict_folder_skips_the_corrupt_file(checkpoint, tmp_path, capsys):
+    images = make_images(tmp_path / "images")
+    out = tmp_path / "out"
+    code = main(["predict", str(checkpoint), str(images), "--out", str(out), "--batch-size", "2",
+                 "--device", "cpu"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "broken.png" in captured.err and "skipping" in captured.err
+    assert "3 images" in captured.out
+    expected = {f"{name}_{kind}.png" for name in ("a", "sub__b", "c") for kind in ("seg", "overlay", "depth")}
+    assert {p.name for p in out.iterdir()} == expected
+    seg = cv2.imread(str(out / "a_seg.png"))[..., ::-1]
+    assert seg.shape == (40, 80, 3)  # the image's own resolution
+    palette = {tuple(c) for c in CLASSES_16.palette}
+    assert {tuple(c) for c in np.unique(seg.reshape(-1, 3), axis=0)} <= palette
+    assert cv2.imread(str(out / "sub__b_overlay.png")).shape == (30, 50, 3)
+    depth = cv2.imread(str(out / "c_depth.png"))
+    assert depth.shape == (40, 80, 3) and depth.std() > 0
+    # the output folder is never reused silently
+    again = ["predict", str(checkpoint), str(images / "a.png"), "--out", str(out), "--device", "cpu"]
+    assert main(again) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_globs_batches_and_settings(checkpoint, tmp_path):
+    images = make_images(tmp_path / "images")
+    found = gather_inputs([str(images / "*.png"), images / "sub" / "b.jpg"])
+    assert [name for _, name in found] == ["a", "broken", "c", "b"]
+    assert [name for _, name in gather_inputs([images / "a.png", images / "a.png"])] == ["a", "a_2"]
+    with pytest.raises(DadaError, match="no such file"):
+        gather_inputs([tmp_path / "missing"])
+    with pytest.raises(DadaError, match="no file matches"):
+        gather_inputs([str(tmp_path / "*.jpeg")])
+    one = predict_checkpoint(checkpoint, [images / "a.png", images / "c.png"], tmp_path / "one", batch_size=1,
+                             device="cpu", progress=False)
+    predict_checkpoint(checkpoint, [images / "a.png", images / "c.png"], tmp_path / "two", batch_size=2,
+                             device="cpu", progress=False)
+    assert one["settings"] == {"preprocess": "caffe", "size": (32, 64), "num_classes": 16}
+    for name in ("a_seg.png", "c_seg.png"):
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / "one" / name)),
+                                      cv2.imread(str(tmp_path / "two" / name)))
+    assert input_settings({"config": None, "model_spec": {"num_classes": 7}}) == {
+        "preprocess": "caffe", "size": (512, 1024), "num_classes": 7}

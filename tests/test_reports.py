@@ -1,0 +1,145 @@
+"""Reports and figures: PNGs written and readable, paper-table layout, config hash, compare over seeds."""
+
+import copy
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from dada.cli import main
+from dada.data.classes import CLASSES_7, CLASSES_16
+from dada.errors import DadaError
+from dada.evaluation import figures
+from dada.evaluation.compare import compare_runs
+from dada.evaluation.reports import config_hash, results_markdown, write_results
+
+
+def read_back(path, min_size=(100, 100)):
+    image = cv2.imread(str(path))
+    assert image is not None, f"{path} is not a readable image"
+    assert image.shape[0] >= min_size[0] and image.shape[1] >= min_size[1]
+    assert image.std() > 5, f"{path} is uniform"
+    return image
+
+
+def test_colorize_overlay_depth_arrays(tmp_path):
+    pred = np.array([[0, 12], [255, 6]])
+    rgb = figures.colorize(pred, 16)
+    assert tuple(rgb[0, 0]) == CLASSES_16.palette[0] and tuple(rgb[0, 1]) == (0, 0, 142)
+    assert tuple(rgb[1, 0]) == (0, 0, 0)  # ignore is black
+    assert tuple(figures.colorize(np.array([[6]]), 7)[0, 0]) == CLASSES_7.palette[6]
+    blended = figures.overlay(np.full((2, 2, 3), 200, np.uint8), rgb, alpha=0.5)
+    assert tuple(blended[0, 1]) == (100, 100, 171)
+    depth = figures.depth_to_rgb(np.array([[1.0, 2.0], [3.0, np.nan]]))
+    assert depth.dtype == np.uint8 and tuple(depth[1, 1]) == (0, 0, 0)
+    assert depth[0, 0].sum() < depth[1, 0].sum()  # near (large inverse depth) is brighter
+    figures.save_rgb(tmp_path / "c.png", np.repeat(np.repeat(rgb, 60, 0), 60, 1))
+    assert cv2.imread(str(tmp_path / "c.png"))[0, 70][::-1].tolist() == [0, 0, 142]
+
+
+def test_figures_written_and_readable(tmp_path):
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 16, (48, 96))
+    rows = [{"image": rng.integers(0, 255, (24, 48, 3), dtype=np.uint8), "label": label, "name": f"c/{i}.png",
+             "predictions": {"AdvEnt": rng.integers(0, 16, (48, 96)), "DADA": label}} for i in range(2)]
+    image = read_back(figures.qualitative_grid(rows, tmp_path / "grid.png", 16))
+    assert image.shape[1] > image.shape[0]  # four columns
+    series = {"AdvEnt": list(rng.uniform(0, 1, 16)), "DADA": [float("nan")] + list(rng.uniform(0, 1, 15))}
+    read_back(figures.iou_bar_chart(series, CLASSES_16.names, tmp_path / "bars.png",
+                                    errors={"DADA": [0.05] * 16}, summary={"AdvEnt": 0.4, "DADA": 0.42}))
+    read_back(figures.depth_range_chart({"a": {"near": 0.3, "middle": 0.2, "far": 0.1}}, tmp_path / "r.png"))
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"kind": "train", "iteration": i, "loss": {"seg": 2 / (i + 1)}}) for i in range(20)]
+    metrics.write_text("\n".join(lines) + '\n{"kind": "train", "iter')  # a line cut by a kill
+    read_back(figures.training_curves(metrics, tmp_path / "curves.png"))
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text("".join(json.dumps({"iteration": i, "loss_seg": 1.0 / (i + 1), "loss_adv": 0.5}) + "\n"
+                            for i in range(5)))
+    assert set(figures.loss_series(figures.read_metrics(flat))) == {"loss_seg", "loss_adv"}
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DadaError):
+        figures.training_curves(empty, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
+def fake_results(label, seed, miou_values, *, preset="s7", num_classes=7, depth=True, nt=None, d_gain=None,
+                 fraction=1.0):
+    iou = list(miou_values)
+    config = {"preset": preset, "seed": seed, "train": {"device": "cpu"}}
+    return {"format": "dada-seg-results/1", "created": "now",
+            "code_version": {"dada": "0", "git_commit": None},
+            "model": {"label": label, "checkpoint": f"/runs/{label}/final.pt", "iteration": 1, "format": "x",
+                      "depth": depth, "config_hash": config_hash(config),
+                      "config_hash_without_seed": config_hash(config, without_seed=True), "preset": preset,
+                      "method": preset, "seed": seed, "source_fraction": fraction},
+            "dataset": {"name": "cityscapes", "root": "/d", "split": "val", "size": [32, 64]},
+            "result": {"num_classes": num_classes, "class_names": list(CLASSES_7.names), "iou": iou,
+                       "miou": float(np.nanmean(np.array(iou, dtype=float))), "miou13": None,
+                       "pixel_accuracy": 0.5, "num_images": 2, "per_image": [], "protocol": {}},
+            "negative_transfer": None if nt is None else {"rate": nt, "worse": 1, "images": 2,
+                                                          "unmatched": 0},
+            "d_gain": d_gain}
+
+
+def test_results_markdown_layout_table2(tmp_path):
+    results = fake_results("DADA", 0, [0.9, 0.7, 0.1, 0.7, 0.8, 0.4, 0.6], nt=0.05, d_gain=0.032)
+    results["baseline"] = {"label": "source only", "checkpoint": "/s.pt", "depth": False,
+                           "result": fake_results("s", 0, [0.8] * 7)["result"]}
+    paths = write_results(tmp_path, results)
+    md = paths["md"].read_text()
+    assert ("| Model | Depth | flat | construction | object | nature | sky | human | vehicle | mIoU | "
+            "D-Gain | NT rate |") in md
+    assert "| DADA | ✓ | 90.0 | 70.0 | 10.0 | 70.0 | 80.0 | 40.0 | 60.0 | 60.0 | 3.2 | 5 |" in md
+    assert "| source only |  | 80.0 |" in md
+    assert json.loads(paths["json"].read_text())["d_gain"] == pytest.approx(0.032)
+    assert "mIoU*" not in results_markdown(results)  # 7 classes: no 13-class subset
+
+
+def test_config_hash_ignores_runtime_keys_and_optionally_seed():
+    a = {"seed": 1, "model": {"arch": "tiny"}, "train": {"device": "cpu", "lr": 0.1}, "output": {"root": "r"}}
+    b = copy.deepcopy(a)
+    b["train"]["device"] = "cuda"
+    b["output"]["root"] = "elsewhere"
+    assert config_hash(a) == config_hash(b)
+    c = copy.deepcopy(a)
+    c["seed"] = 2
+    assert config_hash(a) != config_hash(c)
+    assert config_hash(a, without_seed=True) == config_hash(c, without_seed=True)
+    c["train"]["lr"] = 0.2
+    assert config_hash(a, without_seed=True) != config_hash(c, without_seed=True)
+    assert config_hash(None) is None
+
+
+def test_compare_groups_seeds_mean_std(tmp_path, capsys):
+    folders = []
+    specs = [("dada_s0", 0, [0.8, 0.6, 0.2, 0.7, 0.8, 0.4, 0.6], "s7", 0.1),
+             ("dada_s1", 1, [0.9, 0.7, float("nan"), 0.7, 0.8, 0.4, 0.6], "s7", 0.3),
+             ("advent_s0", 0, [0.8, 0.5, 0.1, 0.6, 0.8, 0.3, 0.5], "s2", None)]
+    for label, seed, iou, preset, nt in specs:
+        folder = tmp_path / label
+        write_results(folder, fake_results(label, seed, iou, preset=preset, depth=preset == "s7", nt=nt))
+        folders.append(folder)
+    summary = compare_runs(folders, tmp_path / "cmp")
+    groups = {g["label"]: g for g in summary["groups"]}
+    assert set(groups) == {"s7", "s2"} and groups["s7"]["seeds"] == [0, 1]
+    assert groups["s7"]["iou"][0] == pytest.approx(0.85) and groups["s7"]["iou_std"][0] == pytest.approx(
+        np.std([0.8, 0.9], ddof=1))
+    assert groups["s7"]["iou"][2] == pytest.approx(0.2) and groups["s7"]["iou_std"][2] is None  # one defined
+    mious = [np.nanmean(np.array(s[2], dtype=float)) for s in specs[:2]]
+    assert groups["s7"]["miou"] == pytest.approx(np.mean(mious))
+    assert groups["s7"]["miou_std"] == pytest.approx(np.std(mious, ddof=1))
+    assert groups["s7"]["negative_transfer"] == pytest.approx(0.2) and groups["s2"]["miou_std"] is None
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert f"{100 * groups['s7']['miou']:.1f} ± {100 * groups['s7']['miou_std']:.1f}" in md
+    assert "Table 3" in md
+    read_back(tmp_path / "cmp" / "comparison.png")
+    assert json.loads((tmp_path / "cmp" / "comparison.json").read_text())["groups"][0]["label"] == "s7"
+    # the CLI: existing output folder, then --overwrite
+    assert main(["compare", *map(str, folders), "--out", str(tmp_path / "cmp")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["compare", *map(str, folders), "--out", str(tmp_path / "cmp"), "--overwrite"]) == 0
+    assert "s7 (n=2)" in capsys.readouterr().out
+    with pytest.raises(DadaError, match="results.json"):
+        compare_runs([tmp_path / "nothing"])
