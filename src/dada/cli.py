@@ -115,36 +115,138 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- eval
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a run or checkpoint on the target validation set")
-    p.add_argument("checkpoint", help="run folder or checkpoint file")
+    p = sub.add_parser("eval", help="evaluate a run or checkpoint on the target validation set",
+                       description="Evaluate with the official protocol (logits upsampled bilinearly, "
+                       "align_corners=True, to the full label resolution; 255 ignored) and write "
+                       "results.json, results.md and figures (see docs/evaluation.md).")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
+                   help="run folder, our checkpoint (.pt) or an official DADA state dict (.pth)")
+    p.add_argument("--data", metavar="ROOT", help="evaluation dataset folder (default: the config's "
+                   "data.val.root; @benchmark for the built-in benchmark)")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="cityscapes, mapillary, synthia or folder (default: config)")
+    p.add_argument("--split", help="split to evaluate (default: the config's data.val.split)")
+    p.add_argument("--size", metavar="H,W",
+                   help="input size, or 'native' (default: the config's data.val.size)")
+    p.add_argument("--num-classes", type=int,
+                   help="the dataset's class count (checked against the checkpoint)")
+    p.add_argument("--baseline", metavar="RUN_OR_CHECKPOINT",
+                   help="the source-only model: negative transfer rate (and D-Gain when it has no depth)")
+    p.add_argument("--counterpart", metavar="RUN_OR_CHECKPOINT",
+                   help="the no-depth counterpart for the D-Gain (e.g. AdvEnt for DADA)")
+    p.add_argument("--all-snapshots", action="store_true",
+                   help="evaluate every checkpoints/iter_*.pt of the run")
+    p.add_argument("--select", choices=("last", "best-on-val"), default="last",
+                   help="with --all-snapshots: which snapshot is reported (default last; best-on-val is the "
+                   "official protocol and selects on the evaluation set)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: the run folder, or "
+                   "<checkpoint folder>/eval_<name> for a file)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing evaluation")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--max-images", type=int, help="evaluate the first N images only")
+    p.add_argument("--depth-bins", metavar="FAR,NEAR",
+                   help="disparity edges of the depth ranges, or 'off' (default 15.79,47.36: Cityscapes "
+                   "30 m, 10 m)")
+    p.add_argument("--no-source-depth", action="store_true",
+                   help="skip the depth quality on the source validation images")
+    p.add_argument("--figures", type=int, default=4,
+                   help="images in the qualitative grid (default 4, random)")
+    p.add_argument("--figure-images", metavar="NAME", nargs="+", help="images of the grid, by item name")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random choice of figure images")
     p.set_defaults(func=_run_eval)
 
 
+def _parse_floats(text: str, option: str, count: int | None = None) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise DadaError(f"{option} takes numbers separated by commas, got {text!r}") from None
+    if not values or (count is not None and len(values) != count):
+        raise DadaError(f"{option} takes {count or 'one or more'} numbers separated by commas, got {text!r}")
+    return values
+
+
 def _run_eval(args: argparse.Namespace) -> int:
-    raise DadaError("dada eval is not implemented yet (issue 6)")
+    import os
+
+    from dada.evaluation.metrics import DEFAULT_DEPTH_EDGES
+    from dada.evaluation.pipeline import evaluate_run
+    from dada.evaluation.reports import pct
+
+    size: object = "config"
+    if args.size:
+        size = None if args.size == "native" else [int(v) for v in _parse_floats(args.size, "--size", 2)]
+    bins = DEFAULT_DEPTH_EDGES
+    if args.depth_bins:
+        bins = None if args.depth_bins == "off" else _parse_floats(args.depth_bins, "--depth-bins")
+    results = evaluate_run(args.checkpoint, out_dir=args.out, overwrite=args.overwrite,
+                           dataset=args.dataset, root=args.data, split=args.split, size=size,
+                           num_classes=args.num_classes, baseline=args.baseline, counterpart=args.counterpart,
+                           all_snapshots=args.all_snapshots, select=args.select, device=args.device,
+                           batch_size=args.batch_size, max_images=args.max_images, depth_bins=bins,
+                           source_depth=not args.no_source_depth, figures=args.figures,
+                           figure_images=args.figure_images, seed=args.seed)
+    result = results["result"]
+    line = f"{results['model']['label']}: mIoU {pct(result['miou'], 2)}"
+    if result.get("miou13") is not None:
+        line += f", mIoU* {pct(result['miou13'], 2)}"
+    if results.get("d_gain") is not None:
+        line += f", D-Gain {pct(results['d_gain'], 2)}"
+    if results.get("negative_transfer"):
+        line += f", negative transfer {pct(results['negative_transfer']['rate'], 1)} %"
+    print(line + f" ({result['num_images']} images)")
+    print(f"results: {os.path.join(results['out_dir'], 'results.md')}")
+    return 0
 
 
 # -------------------------------------------------------------------------------------------- predict
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment and estimate depth on your own images")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint",
+                   help="run folder, our checkpoint (.pt) or an official DADA state dict (.pth)")
     p.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder for the PNGs")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty folder")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--size", metavar="H,W", help="input size, or 'native' (default: the checkpoint's "
+                   "data.val.size; 512,1024 for official state dicts)")
+    p.add_argument("--preprocess", choices=("caffe", "imagenet"), help="default: the checkpoint's")
     p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    raise DadaError("dada predict is not implemented yet (issue 6)")
+    from dada.evaluation.predict import predict_checkpoint
+
+    size: object = "config"
+    if args.size:
+        size = None if args.size == "native" else [int(v) for v in _parse_floats(args.size, "--size", 2)]
+    result = predict_checkpoint(args.checkpoint, args.inputs, args.out, batch_size=args.batch_size,
+                                device=args.device, size=size, preprocess=args.preprocess,
+                                overwrite=args.overwrite)
+    print(f"{result['images']} images → {args.out}" + (f"; {len(result['skipped'])} skipped: "
+          + ", ".join(s["path"] for s in result["skipped"]) if result["skipped"] else ""))
+    return 0
 
 
 # -------------------------------------------------------------------------------------------- compare
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="one table and one chart over several runs")
-    p.add_argument("runs", nargs="+")
+    p.add_argument("runs", nargs="+", help="evaluated run folders (with results.json) or results.json files")
+    p.add_argument("--out", metavar="DIR", default="comparison", help="output folder (default ./comparison)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing comparison")
+    p.add_argument("--title", default="Comparison")
     p.set_defaults(func=_run_compare)
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    raise DadaError("dada compare is not implemented yet (issue 6)")
+    from dada.evaluation.compare import compare_runs
+
+    summary = compare_runs(args.runs, args.out, overwrite=args.overwrite, title=args.title)
+    print(summary["markdown"])
+    print(f"table: {summary['files']['md']}; chart: {summary['files']['chart']}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------- demo
