@@ -72,13 +72,16 @@ def test_matches_the_official_loop(tiny_model):
 
 def test_depth_ranges_partition_the_valid_pixels(tiny_model):
     items = make_items(2)
-    result = evaluate_segmenter(tiny_model, items, num_classes=16, progress=False, depth_bins=(15.0, 45.0))
+    result = evaluate_segmenter(tiny_model, items, num_classes=16, progress=False, depth_bins=(0.5, 1.0))
     ranges = result.depth_ranges["ranges"]
     assert list(ranges) == ["near", "middle", "far"]
     labelled = sum(int((item["label"] != 255).sum()) for item in items)
     nan_labelled = sum(int((item["label"][:2] != 255).sum()) for item in items)  # NaN disparity rows
     assert sum(r["pixels"] for r in ranges.values()) == labelled - nan_labelled
-    near = sum(int(((item["label"] != 255) & (item["depth"][0] >= 45.0)).sum()) for item in items)
+    # label width 96: Z = 0.209313 · (2262.52 / 2048) · 96 / d, so Z < 0.5 m ⇔ d > 44.4 px
+    near_disparity = 0.209313 * 2262.52 / 2048 * 96 / 0.5
+    near = sum(int(((item["label"] != 255) & (item["depth"][0] > near_disparity)).sum()) for item in items)
+    assert near > 0
     assert ranges["near"]["pixels"] == near
     off = evaluate_segmenter(tiny_model, items, num_classes=16, progress=False, depth_bins=None)
     assert off.depth_ranges is None and off.miou == result.miou

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dada.evaluation import ConfusionMatrix, DepthMetrics, d_gain, miou13, negative_transfer, per_image_miou
-from dada.evaluation.metrics import DEFAULT_DEPTH_EDGES, confusion_counts, depth_range_index
+from dada.evaluation.metrics import confusion_counts, depth_range_index, disparity_to_metres
 
 # 3 classes; 255 = ignore. Ground truth rows, predictions columns.
 LABEL = np.array([[0, 0, 1, 1],
@@ -112,10 +112,17 @@ def test_d_gain():
 
 
 def test_depth_ranges_from_disparity():
-    low, high = DEFAULT_DEPTH_EDGES  # 15.8 px (30 m), 47.4 px (10 m)
-    disparity = torch.tensor([100.0, high, high - 0.1, low, low - 0.1, 1.0, float("nan"), 0.0])
-    np.testing.assert_array_equal(depth_range_index(disparity).numpy(), [0, 0, 1, 1, 2, 2, -1, -1])
-    assert depth_range_index(torch.tensor([5.0, 1.0]), edges=[2.0]).tolist() == [0, 1]
+    # Cityscapes rig at full width: Z = 0.209313 m · 2262.52 px / d
+    disparity = torch.tensor([[47.4, 47.3, 15.79, 15.78, float("nan"), 0.0]])
+    metres = disparity_to_metres(disparity, width=2048)
+    assert metres[0, 0] == pytest.approx(0.209313 * 2262.52 / 47.4)
+    assert math.isnan(metres[0, 4]) and math.isnan(metres[0, 5])
+    # the same scene at half the width has half the disparity, hence the same depth
+    half = disparity_to_metres(disparity[:, :4] / 2, width=1024)
+    np.testing.assert_allclose(half, metres[:, :4], rtol=1e-6)
+    np.testing.assert_array_equal(depth_range_index(metres)[0].numpy(), [0, 1, 1, 2, -1, -1])
+    assert depth_range_index(torch.tensor([10.0, 9.99, 30.0, 29.9])).tolist() == [1, 0, 2, 1]
+    assert depth_range_index(torch.tensor([5.0, 1.0]), bins=[2.0]).tolist() == [1, 0]
 
 
 def test_confusion_by_depth_range():

@@ -145,9 +145,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--max-images", type=int, help="evaluate the first N images only")
-    p.add_argument("--depth-bins", metavar="FAR,NEAR",
-                   help="disparity edges of the depth ranges, or 'off' (default 15.79,47.36: Cityscapes "
-                   "30 m, 10 m)")
+    p.add_argument("--depth-bins", metavar="M1,M2",
+                   help="depth range edges in metres (near < M1 <= middle < M2 <= far), or 'off' "
+                   "(default 10,30)")
     p.add_argument("--no-source-depth", action="store_true",
                    help="skip the depth quality on the source validation images")
     p.add_argument("--figures", type=int, default=4,
@@ -170,14 +170,14 @@ def _parse_floats(text: str, option: str, count: int | None = None) -> list[floa
 def _run_eval(args: argparse.Namespace) -> int:
     import os
 
-    from dada.evaluation.metrics import DEFAULT_DEPTH_EDGES
+    from dada.evaluation.metrics import DEFAULT_DEPTH_BINS
     from dada.evaluation.pipeline import evaluate_run
     from dada.evaluation.reports import pct
 
     size: object = "config"
     if args.size:
         size = None if args.size == "native" else [int(v) for v in _parse_floats(args.size, "--size", 2)]
-    bins = DEFAULT_DEPTH_EDGES
+    bins = DEFAULT_DEPTH_BINS
     if args.depth_bins:
         bins = None if args.depth_bins == "off" else _parse_floats(args.depth_bins, "--depth-bins")
     results = evaluate_run(args.checkpoint, out_dir=args.out, overwrite=args.overwrite,

@@ -6,7 +6,7 @@ See ``docs/evaluation.md``.
 
 from dada.evaluation.evaluator import EvalResult, SegmentationEvaluator, evaluate_segmenter
 from dada.evaluation.metrics import (
-    DEFAULT_DEPTH_EDGES,
+    DEFAULT_DEPTH_BINS,
     ConfusionMatrix,
     DepthMetrics,
     d_gain,
@@ -16,7 +16,7 @@ from dada.evaluation.metrics import (
 )
 
 __all__ = [
-    "DEFAULT_DEPTH_EDGES",
+    "DEFAULT_DEPTH_BINS",
     "ConfusionMatrix",
     "DepthMetrics",
     "EvalResult",

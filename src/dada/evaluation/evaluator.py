@@ -24,13 +24,14 @@ import torch.nn.functional as F
 
 from dada.errors import DadaError
 from dada.evaluation.metrics import (
-    DEFAULT_DEPTH_EDGES,
+    DEFAULT_DEPTH_BINS,
     SYNTHIA_METRES_PER_INVERSE_UNIT,
     ConfusionMatrix,
     DepthMetrics,
     confusion_counts,
     depth_range_index,
     depth_range_names,
+    disparity_to_metres,
     iou_from_confusion,
     nanmean,
 )
@@ -58,7 +59,7 @@ class EvalResult:
     confusion: list[list[int]]
     num_images: int
     per_image: list[dict] = dataclasses.field(default_factory=list)  # {"name", "miou"}
-    depth_ranges: dict | None = None  # {"edges", "names", "ranges": {name: {iou, miou, pixels}}}
+    depth_ranges: dict | None = None  # {"bins_m", "names", "ranges": {name: {iou, miou, pixels}}}
     depth_quality: dict | None = None  # {"abs_rel", "rmse", "delta1", "pixels", ...}
     protocol: dict = dataclasses.field(default_factory=lambda: dict(PROTOCOL))
     # predictions of the images asked for with keep= (not serialised)
@@ -125,13 +126,14 @@ class SegmentationEvaluator:
     """Accumulates one evaluation; ``reset()``, ``process(items, seg_logits, depth)`` per batch,
     ``evaluate()`` → :class:`EvalResult`.
 
-    ``depth_edges``: edges on the items' ``depth`` channel (disparity / inverse depth, larger = closer)
-    for IoU by depth range; ``None`` switches it off. ``keep``: item names whose prediction (uint8 class
+    ``depth_bins``: bin edges in metres for IoU by depth range, from the items' ``depth`` (target
+    disparity, Cityscapes convention, converted with :func:`disparity_to_metres`); ``None`` switches it
+    off. ``keep``: item names whose prediction (uint8 class
     map, and depth map) is kept for figures.
     """
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, *,
-                 depth_edges: Sequence[float] | None = DEFAULT_DEPTH_EDGES,
+                 depth_bins: Sequence[float] | None = DEFAULT_DEPTH_BINS,
                  depth_metres_per_unit: float = SYNTHIA_METRES_PER_INVERSE_UNIT,
                  keep: Iterable[str] = (), depth_quality: bool | None = None):
         self.num_classes = int(num_classes)
@@ -141,7 +143,7 @@ class SegmentationEvaluator:
             known = CLASS_SETS.get(self.num_classes)
             class_names = known.names if known else [f"class{i}" for i in range(self.num_classes)]
         self.class_names = list(class_names)
-        self.depth_edges = sorted(float(e) for e in depth_edges) if depth_edges else None
+        self.depth_bins = sorted(float(b) for b in depth_bins) if depth_bins else None
         self.depth_metres_per_unit = depth_metres_per_unit
         self.keep = set(keep)
         self.depth_quality_mode = depth_quality
@@ -167,11 +169,10 @@ class SegmentationEvaluator:
             size = tuple(label.shape[-2:])
             pred = upsample_to(seg_logits[index:index + 1], size).argmax(1)[0]
             target_depth = item.get("depth")
-            use_ranges = self.depth_edges is not None and target_depth is not None
-            if use_ranges:
-                target_depth = _resize_nearest(target_depth.to(seg_logits.device), size)
-                groups = depth_range_index(target_depth, self.depth_edges)
-                num_groups = len(self.depth_edges) + 1
+            if self.depth_bins is not None and target_depth is not None:
+                disparity = _resize_nearest(target_depth.to(seg_logits.device), size)
+                groups = depth_range_index(disparity_to_metres(disparity), self.depth_bins)
+                num_groups = len(self.depth_bins) + 1
                 counts = confusion_counts(pred, label, self.num_classes, groups, num_groups)
                 self.by_range = counts if self.by_range is None else self.by_range + counts
             image_counts = confusion_counts(pred, label, self.num_classes)[0]
@@ -196,7 +197,7 @@ class SegmentationEvaluator:
                             confusion=self.confusion.numpy().tolist(), num_images=len(self.per_image),
                             per_image=list(self.per_image), kept=dict(self.kept))
         if self.by_range is not None:
-            names = depth_range_names(self.depth_edges)
+            names = depth_range_names(self.depth_bins)
             ranges = {}
             for name, counts in zip(names, self.by_range.cpu().numpy(), strict=True):
                 range_iou = iou_from_confusion(counts)
@@ -204,10 +205,11 @@ class SegmentationEvaluator:
                                 "pixels": int(counts.sum()),
                                 "pixel_accuracy": float(np.trace(counts) / counts.sum()) if counts.sum()
                                 else float("nan")}
-            result.depth_ranges = {"edges": list(self.depth_edges), "names": list(names), "ranges": ranges,
-                                   "definition": "edges on the target's disparity (larger = closer); near ≥ "
-                                                 "upper edge > middle ≥ lower edge > far; invalid (NaN, ≤ 0) "
-                                                 "pixels in no range"}
+            definition = ("depth from the target's disparity with the Cityscapes rig scaled to the label "
+                          "width (Z = 0.209313 m · 1.1047 · W / d); near < first bin ≤ middle < second bin ≤ "
+                          "far; pixels without disparity in no range")
+            result.depth_ranges = {"bins_m": list(self.depth_bins), "names": list(names), "ranges": ranges,
+                                   "definition": definition}
         if self.depth_metrics.pixels:
             result.depth_quality = {**self.depth_metrics.compute(), "space": "depth = metres_per_unit / "
                                     "inverse depth", "metres_per_unit": self.depth_metres_per_unit}
@@ -238,19 +240,19 @@ def _stack_images(items: Sequence[dict]) -> torch.Tensor:
 
 def evaluate_segmenter(model: torch.nn.Module, dataset, *, num_classes: int,
                        device: str | torch.device = "cpu",
-                       batch_size: int = 1, depth_bins: Sequence[float] | None = DEFAULT_DEPTH_EDGES,
+                       batch_size: int = 1, depth_bins: Sequence[float] | None = DEFAULT_DEPTH_BINS,
                        depth_quality: bool = False, max_images: int | None = None, keep: Iterable[str] = (),
                        class_names: Sequence[str] | None = None, num_workers: int = 0,
                        progress: bool = True, desc: str = "eval") -> EvalResult:
     """Evaluate ``model`` on a labelled ``dataset`` (items with ``image``, ``label`` at full resolution,
     optional ``depth``, ``name``) with the official protocol.
 
-    ``depth_bins``: edges on the items' depth channel (target disparity; larger = closer) for IoU by
-    depth range (default: Cityscapes < 10 m, 10–30 m, > 30 m; None: off). ``depth_quality=True`` scores
-    the model's depth head against the items' ``depth`` as ground-truth inverse depth (source
-    validation items, e.g. SYNTHIA ``val``) instead of using it for depth ranges. ``max_images``: the
-    first N items only. ``keep``: names whose predictions are kept in ``result.kept`` for figures.
-    The model is put in eval mode and left there.
+    ``depth_bins``: bin edges in metres for IoU by depth range, computed from the items' ``depth`` (target
+    disparity in the Cityscapes convention; default near < 10 m ≤ middle < 30 m ≤ far; None: off).
+    ``depth_quality=True`` scores the model's depth head against the items' ``depth`` as ground-truth
+    inverse depth (source validation items, e.g. SYNTHIA ``val``) instead of using it for depth ranges.
+    ``max_images``: the first N items only. ``keep``: names whose predictions are kept in
+    ``result.kept`` for figures. The model is put in eval mode and left there.
     """
     device = torch.device(device)
     if len(dataset) == 0:
@@ -258,7 +260,7 @@ def evaluate_segmenter(model: torch.nn.Module, dataset, *, num_classes: int,
     if max_images is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(int(max_images), len(dataset))))
     evaluator = SegmentationEvaluator(num_classes, class_names,
-                                      depth_edges=None if depth_quality else depth_bins,
+                                      depth_bins=None if depth_quality else depth_bins,
                                       keep=keep, depth_quality=depth_quality)
     loader = torch.utils.data.DataLoader(dataset, batch_size=max(1, int(batch_size)), shuffle=False,
                                          num_workers=num_workers, collate_fn=collate_items)

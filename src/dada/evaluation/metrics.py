@@ -17,14 +17,14 @@ import torch
 
 from dada.data.classes import IGNORE_INDEX, MIOU13_CLASSES
 
-#: Default depth ranges for "IoU by depth range", as edges on the item's ``depth`` channel, which is
-#: disparity (Cityscapes, pixels) or inverse depth: larger values are closer. ``near``: disparity ≥ 47.4 px,
-#: ``middle``: 15.8 ≤ disparity < 47.4, ``far``: disparity < 15.8. With the Cityscapes stereo rig
-#: (baseline 0.209313 m × focal 2262.52 px = 473.6 m·px) these are depths < 10 m, 10–30 m and > 30 m.
-CITYSCAPES_BASELINE_FOCAL = 0.209313 * 2262.52
-DEFAULT_DEPTH_EDGES: tuple[float, float] = (CITYSCAPES_BASELINE_FOCAL / 30.0,
-                                            CITYSCAPES_BASELINE_FOCAL / 10.0)
+#: Default depth ranges for "IoU by depth range", in metres: near < 10 m ≤ middle < 30 m ≤ far.
+DEFAULT_DEPTH_BINS: tuple[float, float] = (10.0, 30.0)
 DEPTH_RANGE_NAMES = ("near", "middle", "far")
+#: The Cityscapes stereo rig: baseline (m) and focal length (px) of the 2048-pixel-wide images. Disparity
+#: d (px) at image width W gives depth Z = B · (f / 2048) · W / d; the built-in benchmark renders its
+#: disparity with the same baseline and a focal length per width within ±15 % of Cityscapes'.
+CITYSCAPES_BASELINE_M = 0.209313
+CITYSCAPES_FOCAL_PER_WIDTH = 2262.52 / 2048.0
 
 #: SYNTHIA inverse depth is 65536 / (raw + 1) with raw in centimetres: metres ≈ 655.36 / inverse depth.
 SYNTHIA_METRES_PER_INVERSE_UNIT = 65536.0 / 100.0
@@ -196,22 +196,36 @@ def d_gain(miou_depth: float, miou_no_depth: float) -> float:
 
 
 # ------------------------------------------------------------------------------------- depth ranges
-def depth_range_index(depth, edges: Sequence[float] = DEFAULT_DEPTH_EDGES) -> torch.Tensor:
-    """Range index per pixel from a disparity / inverse-depth map (larger = closer): 0 = near
-    (value ≥ edges[-1]), …, len(edges) = far (value < edges[0]); −1 where the value is NaN or ≤ 0."""
-    depth = depth if isinstance(depth, torch.Tensor) else torch.from_numpy(np.asarray(depth, np.float32))
-    depth = depth.float()
-    edges_t = torch.as_tensor(sorted(float(e) for e in edges), dtype=torch.float32, device=depth.device)
-    position = torch.bucketize(depth, edges_t, right=True)  # 0: below the first edge (far)
-    index = len(edges_t) - position
-    invalid = ~torch.isfinite(depth) | (depth <= 0)
+def disparity_to_metres(disparity, width: int | None = None) -> torch.Tensor:
+    """Cityscapes-convention disparity (px; NaN or ≤ 0 invalid) → depth in metres (NaN where invalid),
+    with the Cityscapes rig scaled to the disparity map's width (default: its last dimension)."""
+    disparity = disparity if isinstance(disparity, torch.Tensor) else torch.from_numpy(
+        np.asarray(disparity, np.float32))
+    disparity = disparity.float()
+    width = disparity.shape[-1] if width is None else width
+    valid = torch.isfinite(disparity) & (disparity > 0)
+    metres = CITYSCAPES_BASELINE_M * CITYSCAPES_FOCAL_PER_WIDTH * float(width) / torch.where(
+        valid, disparity, torch.ones_like(disparity))
+    return torch.where(valid, metres, torch.full_like(metres, float("nan")))
+
+
+def depth_range_index(metres, bins: Sequence[float] = DEFAULT_DEPTH_BINS) -> torch.Tensor:
+    """Range index per pixel from a depth map in metres: 0 = near (< bins[0]), 1 … len(bins) = far
+    (≥ bins[-1]); −1 where the depth is NaN, infinite or ≤ 0."""
+    metres = metres if isinstance(metres, torch.Tensor) else torch.from_numpy(np.asarray(metres, np.float32))
+    metres = metres.float()
+    bins_t = torch.as_tensor(sorted(float(b) for b in bins), dtype=torch.float32, device=metres.device)
+    index = torch.bucketize(metres, bins_t, right=True)  # count of bin edges ≤ depth
+    invalid = ~torch.isfinite(metres) | (metres <= 0)
     return torch.where(invalid, torch.full_like(index, -1), index)
 
 
-def depth_range_names(edges: Sequence[float]) -> tuple[str, ...]:
-    if len(edges) == 2:
+def depth_range_names(bins: Sequence[float]) -> tuple[str, ...]:
+    if len(bins) == 2:
         return DEPTH_RANGE_NAMES
-    return tuple(f"range{i}" for i in range(len(edges) + 1))
+    edges = [0.0, *sorted(float(b) for b in bins)]
+    names = tuple(f"{lo:g}-{hi:g} m" for lo, hi in zip(edges, edges[1:], strict=False))
+    return names + (f">={edges[-1]:g} m",)
 
 
 # ------------------------------------------------------------------------------------ depth quality

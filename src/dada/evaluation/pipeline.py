@@ -20,7 +20,7 @@ import numpy as np
 
 from dada.errors import DadaError
 from dada.evaluation.evaluator import EvalResult, evaluate_segmenter
-from dada.evaluation.metrics import DEFAULT_DEPTH_EDGES, d_gain, negative_transfer
+from dada.evaluation.metrics import DEFAULT_DEPTH_BINS, d_gain, negative_transfer
 from dada.evaluation.predict import OFFICIAL_INPUT_SIZE, resolve_device
 from dada.evaluation.reports import code_version, config_hash, now_utc, write_results
 
@@ -215,7 +215,7 @@ def evaluate_run(path: str | os.PathLike, *, out_dir: str | os.PathLike | None =
                  size: Sequence[int] | None | str = "config", num_classes: int | None = None,
                  baseline: str | os.PathLike | None = None, counterpart: str | os.PathLike | None = None,
                  all_snapshots: bool = False, select: str = "last", device: str = "auto", batch_size: int = 1,
-                 max_images: int | None = None, depth_bins: Sequence[float] | None = DEFAULT_DEPTH_EDGES,
+                 max_images: int | None = None, depth_bins: Sequence[float] | None = DEFAULT_DEPTH_BINS,
                  source_depth: bool = True, source_split: str | None = None, figures: int = 4,
                  figure_images: Sequence[str] | None = None, seed: int = 0, label: str | None = None,
                  progress: bool = True) -> dict:

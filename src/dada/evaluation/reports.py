@@ -176,8 +176,9 @@ def results_markdown(results: Mapping) -> str:
     ranges = result.get("depth_ranges")
     if ranges:
         lines += ["## IoU by depth range", "",
-                  f"Edges on the target's disparity: {', '.join(f'{e:.2f}' for e in ranges['edges'])} "
-                  "(near ≥ upper edge; far < lower edge; pixels without disparity left out).", ""]
+                  f"Depth bins (m): {', '.join(f'{b:g}' for b in ranges['bins_m'])}; depth from the target's "
+                  "disparity with the Cityscapes stereo rig scaled to the label width; pixels without "
+                  "disparity left out.", ""]
         runs = [(model["label"], result)] + ([(baseline["label"], baseline["result"])] if baseline else [])
         header = ["Model", *[f"{name} mIoU" for name in ranges["names"]], *[f"{name} pixels"
                                                                            for name in ranges["names"]]]
