@@ -18,6 +18,7 @@ Everything is NumPy; randomness comes only from the ``numpy.random.Generator`` p
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -159,8 +160,9 @@ _CORNER_BITS = np.array([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], boo
 _EDGES = [(i, i | bit) for i in range(8) for bit in (1, 2, 4) if i | bit != i]
 
 
-def _region(cam: Camera, lo, hi, basis=None) -> tuple[int, int, int, int] | None:
-    """Pixel bounding box (r0, r1, c0, c1) of the part of box [lo, hi] in front of the near plane."""
+def _region(cam: Camera, lo, hi, basis=None) -> tuple[int, int, int, int, float] | None:
+    """Pixel bounding box (r0, r1, c0, c1) of the part of box [lo, hi] in front of the near plane, and
+    a lower bound of the depth of that part."""
     right, down, forward = basis if basis is not None else cam.basis()
     corners = np.where(_CORNER_BITS, np.asarray(hi, float), np.asarray(lo, float))
     rel = corners - cam.center
@@ -183,7 +185,7 @@ def _region(cam: Camera, lo, hi, basis=None) -> tuple[int, int, int, int] | None
     r0, r1 = int(max(0, math.floor(v.min()))), int(min(h, math.ceil(v.max()) + 1))
     if c0 >= c1 or r0 >= r1:
         return None
-    return r0, r1, c0, c1
+    return r0, r1, c0, c1, float(z.min())
 
 
 def _plane_mask(pattern: tuple, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -246,12 +248,14 @@ class Canvas:
         n[axis] = sign
         self._write(sl, m, t, prim, index, n)
 
-    def draw(self, prim: Prim, index: int) -> None:
-        reg = _region(self.cam, prim.lo, prim.hi, self.basis)
+    def draw(self, prim: Prim, index: int, reg=None) -> None:
+        reg = reg if reg is not None else _region(self.cam, prim.lo, prim.hi, self.basis)
         if reg is None:
             return
-        r0, r1, c0, c1 = reg
+        r0, r1, c0, c1, zmin = reg
         sl = (slice(r0, r1), slice(c0, c1))
+        if self.depth[sl].max() < zmin:  # hidden behind what is already drawn
+            return
         lo, hi = prim.lo, prim.hi
         if prim.kind == "box":
             for axis in range(3):
@@ -325,8 +329,11 @@ def render_geometry(scene: Scene) -> Geometry:
     gx = cam.x + t * rays[0]
     gz = t * rays[2]
     cv.label[ground] = _ground_label(scene, gx[ground], gz[ground])
-    for index, prim in enumerate(scene.prims):
-        cv.draw(prim, index)
+    # near to far, so that hidden primitives are skipped (the z-buffer makes the order irrelevant, except
+    # for exact ties, which this fixed order settles deterministically)
+    regions = [(_region(cam, p.lo, p.hi, cv.basis), i) for i, p in enumerate(scene.prims)]
+    for reg, index in sorted(((r, i) for r, i in regions if r is not None), key=lambda ri: (ri[0][4], ri[1])):
+        cv.draw(scene.prims[index], index, reg)
     sky = ~np.isfinite(cv.depth)
     cv.label[sky] = SKY
     cv.depth[sky] = FAR
@@ -464,7 +471,7 @@ SKIN = [(0.9, 0.72, 0.6), (0.6, 0.42, 0.3), (0.8, 0.6, 0.45)]
 def _color(rng: np.random.Generator, style: Style, label: int, choices=None) -> tuple[float, ...]:
     choices = choices if choices is not None else BASE[label]
     c = np.asarray(choices[int(rng.integers(len(choices)))], float)
-    grey = c.mean()
+    grey = float(sum(c)) / 3.0
     c = grey + (c - grey) * style.saturation * (1.6 if style.name == "source" else 1.0)
     c = c + rng.normal(0.0, 0.04 if style.name == "target" else 0.02, 3)
     return tuple(np.clip(c, 0.03, 0.97))
@@ -942,38 +949,55 @@ def shade_source(scene: Scene, geo: Geometry, rng: np.random.Generator) -> np.nd
 
 
 def _shadow(scene: Scene, geo: Geometry, sun: np.ndarray, step: int = 2) -> np.ndarray:
-    """H×W 0/1 cast shadow (computed at 1/step resolution, smoothed back up) from boxes, toward ``sun``."""
+    """H×W 0/1 cast shadow (computed at 1/step resolution, smoothed back up) from boxes, toward ``sun``.
+
+    A point is in shadow when its ray toward the sun crosses a primitive's bounding box; each primitive is
+    tested only on the pixels its shadow volume can reach (the image box of the primitive and its
+    projection onto the road along the sun direction)."""
     h, w = geo.label.shape
-    p = geo.world[::step, ::step] + 0.03 * geo.normal[::step, ::step]
+    p = (geo.world[::step, ::step] + 0.03 * geo.normal[::step, ::step]).astype(np.float32)
     valid = geo.prim[::step, ::step] != -2
     shade = np.zeros(valid.shape, bool)
-    px, py, pz = p[..., 0], p[..., 1], p[..., 2]
-    inv = 1.0 / np.where(np.abs(sun) < 1e-6, 1e-6, sun)
+    inv = (1.0 / np.where(np.abs(sun) < 1e-6, 1e-6, sun)).astype(np.float32)
+    shift = np.array([sun[0] / sun[1], 0.0, sun[2] / sun[1]])
+    basis = scene.camera.basis()
     for prim in scene.prims:
-        if prim.kind not in ("box", "ellipsoid") or not prim.shadow or prim.label == SKY:
+        if not prim.shadow or prim.kind == "plane":
             continue
-        lo, hi = prim.lo, prim.hi
-        k0 = np.zeros(px.shape)
-        k1 = np.full(px.shape, np.inf)
-        for coord, a in ((px, 0), (py, 1), (pz, 2)):
-            ka = (lo[a] - coord) * inv[a]
-            kb = (hi[a] - coord) * inv[a]
-            k0 = np.maximum(k0, np.minimum(ka, kb))
-            k1 = np.minimum(k1, np.maximum(ka, kb))
-        shade |= k0 < k1
+        lo, hi = np.asarray(prim.lo), np.asarray(prim.hi)
+        ground_lo, ground_hi = lo - hi[1] * shift, hi - hi[1] * shift
+        reg = _region(
+            scene.camera,
+            np.minimum(lo, np.minimum(ground_lo, ground_hi)) * (1, 0, 1),
+            np.maximum(hi, np.maximum(ground_lo, ground_hi)) * (1, 0, 1) + (0, hi[1], 0),
+            basis,
+        )
+        if reg is None:
+            continue
+        r0, r1, c0, c1, _ = reg
+        sl = (slice(r0 // step, -(-r1 // step)), slice(c0 // step, -(-c1 // step)))
+        q = p[sl]
+        k0 = np.zeros(q.shape[:2], np.float32)
+        k1 = np.full(q.shape[:2], np.inf, np.float32)
+        for a in range(3):
+            ka = (np.float32(lo[a]) - q[..., a]) * inv[a]
+            kb = (np.float32(hi[a]) - q[..., a]) * inv[a]
+            np.maximum(k0, np.minimum(ka, kb), out=k0)
+            np.minimum(k1, np.maximum(ka, kb), out=k1)
+        shade[sl] |= k0 < k1
     shade &= valid
-    out = cv2.resize(shade.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    return out
+    return cv2.resize(shade.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def shade_target(scene: Scene, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
     """Cityscapes-like photographic rendering. RGB uint8."""
     h, w = geo.label.shape
     rgb, mat = _base_rgb(scene, geo, TARGET_GROUND)
+    rgb = rgb.astype(np.float32)
     # textures: per-object jitter is in the colours; add multi-scale noise, facade details, paving, asphalt
     fine = _noise(rng, (h, w), h // 2)
     coarse = _noise(rng, (h, w), 6)
-    world = geo.world
+    world = geo.world.astype(np.float32)
     ground = geo.prim == -1
     tex = 1.0 + 0.06 * coarse + 0.05 * fine
     walk = ground & (geo.label == SIDEWALK)
@@ -1034,15 +1058,20 @@ def shade_target(scene: Scene, geo: Geometry, rng: np.random.Generator) -> np.nd
     rgb = np.clip(rgb, 0, None)
     rgb = rgb / (1.0 + 0.35 * rgb)  # soft shoulder
     rgb = np.power(np.clip(rgb * 1.25, 0, 1), 0.9)
-    yy, xx = np.mgrid[0:h, 0:w]
-    r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
-    rgb = rgb * (1 - 0.22 * r2 / 2)[..., None]
+    rgb = rgb * _vignette(h, w)[..., None]
     sigma = float(rng.uniform(0.5, 1.1))
     rgb = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), sigma)
-    rgb = rgb + rng.normal(0, float(rng.uniform(0.01, 0.03)), rgb.shape).astype(np.float32) * np.sqrt(
+    rgb = rgb + float(rng.uniform(0.01, 0.03)) * rng.standard_normal(rgb.shape, np.float32) * np.sqrt(
         np.clip(rgb, 0.05, 1)
     )
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _vignette(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
+    return (1 - 0.11 * r2).astype(np.float32)
 
 
 def hood_mask(size: tuple[int, int], rng: np.random.Generator | None = None) -> np.ndarray:
