@@ -135,7 +135,7 @@ def test_confusion_by_depth_range():
 
 
 def test_depth_metrics_by_hand():
-    metric = DepthMetrics(metres_per_unit=1.0)
+    metric = DepthMetrics(metres_per_unit=1.0, min_inverse=0.01)
     gt_inverse = torch.tensor([1.0, 0.5, float("nan"), 0.0])  # depths 1, 2, invalid, invalid
     pred_inverse = torch.tensor([0.5, 0.5, 3.0, 3.0])  # depths 2, 2
     metric.update(pred_inverse, gt_inverse)
@@ -144,3 +144,9 @@ def test_depth_metrics_by_hand():
     assert result["abs_rel"] == pytest.approx((1 / 1 + 0 / 2) / 2)
     assert result["rmse"] == pytest.approx(math.sqrt((1 + 0) / 2))
     assert result["delta1"] == pytest.approx(0.5)
+
+
+def test_depth_metrics_clamp_near_zero_predictions_to_the_farthest_depth():
+    metric = DepthMetrics()  # SYNTHIA: metres = 655.36 / inverse depth, predictions clamped to ≥ 1
+    metric.update(torch.tensor([1e-6]), torch.tensor([1.0]))
+    assert metric.compute()["abs_rel"] == pytest.approx(0.0) and metric.compute()["delta1"] == 1.0

@@ -130,7 +130,7 @@ def qualitative_grid(rows: Sequence[Mapping], path: str | os.PathLike, num_class
             if r == 0:
                 axis.set_title(titles[c], fontsize=10)
             if c == 0 and row.get("name"):
-                axis.set_ylabel(_short(row["name"], max(8, int(cell_h * 9))), fontsize=7)
+                axis.set_ylabel(_short(row["name"], max(10, int(cell_h * 13))), fontsize=6)
     figure.subplots_adjust(left=0.03, right=0.99, top=0.97, bottom=0.03, wspace=0.03, hspace=0.06)
     figure.legend(handles=_legend_handles(classes, present or None), loc="upper center",
                   bbox_to_anchor=(0.5, 0.02), ncol=min(8, max(1, len(present) or classes.num_classes)),
@@ -259,7 +259,7 @@ def training_curves(metrics_path: str | os.PathLike, path: str | os.PathLike,
             axis.set_ylabel("mIoU (%)")
         else:
             its, vals = series[name]
-            axis.plot(its, vals, linewidth=1.0)
+            axis.plot(its, vals, linewidth=1.0, marker="o" if len(vals) < 30 else None, markersize=3)
             if len(vals) >= 2 and min(vals) > 0 and max(vals) / min(vals) > 20:
                 axis.set_yscale("log")
         axis.set_title(name, fontsize=10)

@@ -234,12 +234,13 @@ class DepthMetrics:
 
     Both maps are inverted (depth = 1 / inverse depth) and multiplied by ``metres_per_unit`` (SYNTHIA:
     655.36, so that depths are in metres); pixels where the ground truth is not finite or ≤ 0 are left
-    out; predictions are clamped to ≥ ``min_inverse``. Accumulates sums, so images stream through:
-    AbsRel = mean |d̂ − d| / d, RMSE = sqrt(mean (d̂ − d)²) (metres), δ<1.25 = share of pixels with
-    max(d̂/d, d/d̂) < 1.25.
+    out; predictions are clamped to ≥ ``min_inverse`` (default 1: SYNTHIA's farthest encodable depth,
+    655.36 m, so that a near-zero prediction counts as "far", not as an infinite error). Accumulates
+    sums, so images stream through: AbsRel = mean |d̂ − d| / d, RMSE = sqrt(mean (d̂ − d)²) (metres),
+    δ<1.25 = share of pixels with max(d̂/d, d/d̂) < 1.25.
     """
 
-    def __init__(self, metres_per_unit: float = SYNTHIA_METRES_PER_INVERSE_UNIT, min_inverse: float = 1e-3):
+    def __init__(self, metres_per_unit: float = SYNTHIA_METRES_PER_INVERSE_UNIT, min_inverse: float = 1.0):
         self.metres_per_unit = float(metres_per_unit)
         self.min_inverse = float(min_inverse)
         self.reset()

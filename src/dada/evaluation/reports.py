@@ -143,7 +143,8 @@ def results_markdown(results: Mapping) -> str:
     lines += [f"- checkpoint: `{model.get('checkpoint')}` (iteration {model.get('iteration')}, "
               f"{model.get('format')})",
               f"- dataset: {dataset.get('name')} `{dataset.get('root')}` split {dataset.get('split')}, "
-              f"{result['num_images']} images, input size {dataset.get('size')}, labels at full resolution",
+              f"{result['num_images']} images, input size {dataset.get('size') or 'native'}, labels at full "
+              "resolution",
               f"- config hash: `{model.get('config_hash')}`; code: dada {results['code_version']['dada']}"
               f" @ {results['code_version'].get('git_commit') or 'unknown commit'}",
               f"- model selection: {(results.get('selection') or {}).get('label', 'the given checkpoint')}",
