@@ -79,3 +79,21 @@ def test_globs_batches_and_settings(checkpoint, tmp_path):
                                       cv2.imread(str(tmp_path / "two" / name)))
     assert input_settings({"config": None, "model_spec": {"num_classes": 7}}) == {
         "preprocess": "caffe", "size": (512, 1024), "num_classes": 7}
+
+
+def test_predict_with_an_official_state_dict(checkpoint, tmp_path):
+    from dada.models.official import export
+
+    ours = torch.load(checkpoint, weights_only=True)
+    official = tmp_path / "model_2000.pth"
+    torch.save(export(ours["model"], "segmenter"), official)
+    images = make_images(tmp_path / "images")
+    result = predict_checkpoint(official, [images / "a.png"], tmp_path / "out", size=(32, 64), device="cpu",
+                                progress=False)
+    assert result["settings"] == {"preprocess": "caffe", "size": (32, 64), "num_classes": 16}
+    reference = predict_checkpoint(checkpoint, [images / "a.png"], tmp_path / "ref", device="cpu",
+                                   progress=False)
+    assert reference["images"] == result["images"] == 1
+    for kind in ("seg", "depth"):  # the same weights through the official layout give the same PNGs
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / "out" / f"a_{kind}.png")),
+                                      cv2.imread(str(tmp_path / "ref" / f"a_{kind}.png")))
