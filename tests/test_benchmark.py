@@ -281,3 +281,17 @@ def test_speed_benchmark_script_exists():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generator.py"
     text = script.read_text()
     assert "bench_generator.json" in text and "make_benchmark" in text
+
+
+def test_a_folder_finished_meanwhile_by_another_process_is_kept(tmp_path):
+    out = tmp_path / "b"
+
+    def other_process_finishes(done, total):
+        if not out.exists():
+            out.mkdir()
+            (out / "benchmark.json").write_text("{}")
+
+    with pytest.raises(DadaError, match="appeared while generating"):
+        bm.make_benchmark(out, num_source=2, num_target_train=1, num_target_val=1, size=(32, 64), workers=1,
+                          progress=other_process_finishes)
+    assert [p.name for p in tmp_path.iterdir()] == ["b"] and (out / "benchmark.json").read_text() == "{}"

@@ -229,8 +229,12 @@ def make_benchmark(
         if preview:
             write_preview(tmp / "preview.png", seed, size)
         write_json(tmp / "benchmark.json", _summary(seed, counts, size, hists, len(train), len(val)))
-        if out.exists():
+        if out.exists() and overwrite:
             shutil.rmtree(out) if out.is_dir() else out.unlink()
+        elif out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        elif out.exists():  # another process finished first: keep its folder (someone may be reading it)
+            raise DadaError(f"{out} appeared while generating; remove it or use --force to replace it")
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
