@@ -172,10 +172,14 @@ class SegmentationEvaluator:
             if self.depth_bins is not None and target_depth is not None:
                 disparity = _resize_nearest(target_depth.to(seg_logits.device), size)
                 groups = depth_range_index(disparity_to_metres(disparity), self.depth_bins)
-                num_groups = len(self.depth_bins) + 1
-                counts = confusion_counts(pred, label, self.num_classes, groups, num_groups)
-                self.by_range = counts if self.by_range is None else self.by_range + counts
-            image_counts = confusion_counts(pred, label, self.num_classes)[0]
+                num_ranges = len(self.depth_bins) + 1
+                groups[groups < 0] = num_ranges  # pixels without depth: one more group, for the totals
+                counts = confusion_counts(pred, label, self.num_classes, groups, num_ranges + 1)
+                self.by_range = counts[:num_ranges] if self.by_range is None else \
+                    self.by_range + counts[:num_ranges]
+                image_counts = counts.sum(0)
+            else:
+                image_counts = confusion_counts(pred, label, self.num_classes)[0]
             self.confusion.add(image_counts)
             name = str(item.get("name", f"image{len(self.per_image)}"))
             self.per_image.append({"name": name, "miou": nanmean(iou_from_confusion(image_counts))})

@@ -59,14 +59,18 @@ def confusion_counts(pred, label, num_classes: int, groups=None, num_groups: int
         if groups.shape != label.shape:
             raise ValueError(f"groups shape {tuple(groups.shape)} != label shape {tuple(label.shape)}")
         valid &= (groups >= 0) & (groups < num_groups)
-    p, g = pred[valid], label[valid]
-    if p.numel() and (int(p.min()) < 0 or int(p.max()) >= n):
-        raise ValueError(f"predictions must be class indices in 0..{n - 1}, "
-                         f"got {int(p.min())}..{int(p.max())}")
-    index = n * g + p
+    if pred.numel():
+        low, high = torch.aminmax(pred)
+        if (int(low) < 0 or int(high) >= n) and bool((((pred < 0) | (pred >= n)) & valid).any()):
+            raise ValueError(f"predictions must be class indices in 0..{n - 1} on labelled pixels, "
+                             f"got values in {int(low)}..{int(high)}")
+    index = n * label + pred
     if groups is not None:
-        index = index + n * n * groups[valid]
-    counts = torch.bincount(index, minlength=num_groups * n * n)
+        index += n * n * groups
+    total = num_groups * n * n
+    # excluded pixels go to one extra bin (a masked select would cost several times more)
+    index = torch.where(valid, index, torch.full_like(index, total))
+    counts = torch.bincount(index.flatten(), minlength=total + 1)[:total]
     return counts.reshape(num_groups, n, n)
 
 
