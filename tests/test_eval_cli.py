@@ -145,3 +145,18 @@ def test_eval_errors(setup, tmp_path, capsys):
     assert main(["eval", str(official), "--device", "cpu"]) == 2
     assert "--data" in capsys.readouterr().err
     assert main(["eval", str(setup["run"]), "--depth-bins", "a,b", "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_official_defaults_for_the_evaluation_data():
+    from dada.evaluation.pipeline import data_settings
+
+    official = {"config": None, "source": "model.pth"}
+    assert data_settings(official, root="/c") == {
+        "name": "cityscapes", "root": "/c", "split": "val", "size": [512, 1024], "preprocess": "caffe",
+        "list_file": None, "spec": None}
+    mapillary = data_settings(official, dataset="mapillary", root="/m")
+    assert mapillary["split"] == "validation" and mapillary["size"] is None  # letterboxed into 768×1024
+    ours = {"config": {"data": {"preprocess": "imagenet", "val": {"name": "cityscapes", "root": "/r",
+                                                                  "split": "val", "size": [64, 128]}}}}
+    assert data_settings(ours, size=None)["size"] is None and data_settings(ours)["preprocess"] == "imagenet"
+    assert data_settings(ours, split="train")["split"] == "train" and data_settings(ours)["root"] == "/r"

@@ -56,8 +56,10 @@ def data_settings(info: Mapping, *, dataset: str | None = None, root: str | os.P
     config = info.get("config") or {}
     data = config.get("data") or {}
     val = dict(data.get("val") or {})
-    if not config:
-        val = {"name": "cityscapes", "split": "val", "size": list(OFFICIAL_INPUT_SIZE)}
+    if not config:  # official defaults: Cityscapes val at 512×1024; Mapillary letterboxed (its default)
+        name = dataset or "cityscapes"
+        val = {"name": name, "split": {"cityscapes": "val", "mapillary": "validation"}.get(name, "val"),
+               "size": list(OFFICIAL_INPUT_SIZE) if name == "cityscapes" else None}
     settings = {"name": dataset or val.get("name", "cityscapes"), "root": root or val.get("root"),
                 "split": split or val.get("split", "val"),
                 "size": val.get("size") if size == "config" else (list(size) if size is not None else None),
