@@ -103,6 +103,9 @@ def test_negative_transfer_rate():
     # a and d are below; b (equal) is not negative transfer; e (NaN baseline) and z (unmatched) left out
     assert result == {"rate": 0.5, "worse": 2, "images": 4, "unmatched": 1}
     assert math.isnan(negative_transfer({"x": 0.1}, {"y": 0.2})["rate"])
+    # per-image results read back from results.json carry null for NaN
+    assert negative_transfer([{"name": "a", "miou": None}, {"name": "b", "miou": 0.1}],
+                             {"a": 0.2, "b": 0.2})["images"] == 1
 
 
 def test_d_gain():

@@ -172,9 +172,12 @@ def per_image_miou(counts) -> float:
 
 # -------------------------------------------------------------------------- comparison metrics (§4.2)
 def _by_name(per_image) -> dict[str, float]:
+    """``{name: miou}`` from a mapping or ``{"name", "miou"}`` rows; None (JSON null) is NaN."""
     if isinstance(per_image, Mapping):
-        return {str(k): float(v) for k, v in per_image.items()}
-    return {str(row["name"]): float(row["miou"]) for row in per_image}
+        pairs = per_image.items()
+    else:
+        pairs = ((row["name"], row["miou"]) for row in per_image)
+    return {str(name): float("nan") if value is None else float(value) for name, value in pairs}
 
 
 def negative_transfer(per_image, baseline_per_image) -> dict:
