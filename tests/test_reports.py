@@ -143,3 +143,26 @@ def test_compare_groups_seeds_mean_std(tmp_path, capsys):
     assert "s7 (n=2)" in capsys.readouterr().out
     with pytest.raises(DadaError, match="results.json"):
         compare_runs([tmp_path / "nothing"])
+
+
+def test_compare_computes_negative_transfer_and_d_gain_from_stored_results(tmp_path):
+    def run(label, seed, preset, per_image, depth):
+        results = fake_results(label, seed, [0.5] * 7, preset=preset, depth=depth)
+        results["result"]["per_image"] = [{"name": n, "miou": v} for n, v in per_image.items()]
+        results["result"]["miou"] = float(np.mean(list(per_image.values())))
+        write_results(tmp_path / label, results)
+        return tmp_path / label
+
+    s1 = [run("s1_0", 0, "s1", {"a": 0.5, "b": 0.5}, False),
+          run("s1_1", 1, "s1", {"a": 0.2, "b": 0.9}, False)]
+    s2 = run("s2_0", 0, "s2", {"a": 0.6, "b": 0.4}, False)
+    s7 = [run("s7_0", 0, "s7", {"a": 0.4, "b": 0.7}, True), run("s7_1", 1, "s7", {"a": 0.3, "b": 0.95}, True)]
+    summary = compare_runs([*s1, s2, *s7], baseline=s1, counterpart=[s2])
+    groups = {g["label"]: g for g in summary["groups"]}
+    # seed 0: a 0.4 < 0.5 → 1 of 2; seed 1 (paired with the seed-1 baseline): none below → 0 of 2
+    assert groups["s7"]["negative_transfer"] == pytest.approx(0.25)
+    assert groups["s2"]["negative_transfer"] == pytest.approx(0.5)  # b 0.4 < 0.5
+    assert groups["s1"]["negative_transfer"] is None  # the baseline itself
+    # D-Gain of the depth-aware runs against the no-depth counterpart (one seed: used for both)
+    assert groups["s7"]["d_gain"] == pytest.approx(np.mean([0.55 - 0.5, 0.625 - 0.5]))
+    assert groups["s2"]["d_gain"] is None

@@ -237,13 +237,18 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", default="comparison", help="output folder (default ./comparison)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing comparison")
     p.add_argument("--title", default="Comparison")
+    p.add_argument("--baseline", nargs="+", metavar="RUN",
+                   help="evaluated source-only run(s): negative transfer rate of every run against it")
+    p.add_argument("--counterpart", nargs="+", metavar="RUN",
+                   help="evaluated no-depth run(s): D-Gain of every depth-aware run against it")
     p.set_defaults(func=_run_compare)
 
 
 def _run_compare(args: argparse.Namespace) -> int:
     from dada.evaluation.compare import compare_runs
 
-    summary = compare_runs(args.runs, args.out, overwrite=args.overwrite, title=args.title)
+    summary = compare_runs(args.runs, args.out, overwrite=args.overwrite, title=args.title,
+                           baseline=args.baseline, counterpart=args.counterpart)
     print(summary["markdown"])
     print(f"table: {summary['files']['md']}; chart: {summary['files']['chart']}")
     return 0

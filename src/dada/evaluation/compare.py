@@ -19,6 +19,7 @@ import numpy as np
 
 from dada.errors import DadaError
 from dada.evaluation.evaluator import nan_to_none
+from dada.evaluation.metrics import d_gain, negative_transfer
 from dada.evaluation.reports import load_results, now_utc, paper_table, pct, pct_pm
 from dada.io import write_json, write_text
 
@@ -63,15 +64,56 @@ def aggregate(runs: Sequence[Mapping], label: str) -> dict:
     return row
 
 
+def _by_seed(paths: Sequence[str | os.PathLike] | str | os.PathLike | None) -> dict:
+    if paths is None:
+        return {}
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    return {load_results(p)["model"].get("seed"): load_results(p) for p in paths}
+
+
+def _matching(references: Mapping, results: Mapping) -> Mapping:
+    """The reference run with the same seed, else the first one."""
+    return references.get(results["model"].get("seed"), next(iter(references.values())))
+
+
+def with_references(loaded: Sequence[dict], baseline=None, counterpart=None) -> list[dict]:
+    """Recompute the negative transfer rate against ``baseline`` (source-only run(s)) and the D-Gain of
+    depth-aware runs against ``counterpart`` (no-depth run(s)) from the per-image results stored in each
+    ``results.json``, pairing runs of the same seed when there are several reference seeds."""
+    baselines, counterparts = _by_seed(baseline), _by_seed(counterpart)
+    updated = []
+    for results in loaded:
+        results = dict(results)
+        if baselines:
+            reference = _matching(baselines, results)
+            if reference["model"]["checkpoint"] != results["model"]["checkpoint"]:
+                results["negative_transfer"] = {**negative_transfer(results["result"]["per_image"],
+                                                                    reference["result"]["per_image"]),
+                                                "baseline": reference["model"]["label"]}
+        if counterparts and results["model"].get("depth"):
+            reference = _matching(counterparts, results)
+            results["d_gain"] = d_gain(_nan(results["result"]["miou"]), _nan(reference["result"]["miou"]))
+        updated.append(results)
+    return updated
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None, *,
-                 overwrite: bool = False, title: str = "Comparison") -> dict:
+                 overwrite: bool = False, title: str = "Comparison", baseline=None, counterpart=None) -> dict:
     """Group the evaluated runs (seeds of one set-up together), write the table and the chart into
-    ``out_dir`` (when given) and return ``{"groups", "markdown", "files"}``."""
+    ``out_dir`` (when given) and return ``{"groups", "markdown", "files"}``.
+
+    ``baseline`` / ``counterpart``: evaluated source-only / no-depth run(s) (folders or results.json;
+    a list for several seeds): the negative transfer rate and the D-Gain are then computed here from the
+    stored per-image results, instead of taken from each run's own evaluation."""
     from dada.evaluation.figures import iou_bar_chart
 
     if not paths:
         raise DadaError("give at least one evaluated run folder or results.json")
-    loaded = [load_results(p) for p in paths]
+    loaded = with_references([load_results(p) for p in paths], baseline, counterpart)
     classes = {r["result"]["num_classes"] for r in loaded}
     if len(classes) > 1:
         raise DadaError(f"the runs use different class sets ({sorted(classes)} classes): compare runs of one "
