@@ -73,12 +73,16 @@ def test_globs_batches_and_settings(checkpoint, tmp_path):
                              device="cpu", progress=False)
     predict_checkpoint(checkpoint, [images / "a.png", images / "c.png"], tmp_path / "two", batch_size=2,
                              device="cpu", progress=False)
-    assert one["settings"] == {"preprocess": "caffe", "size": (32, 64), "num_classes": 16}
+    assert one["settings"] == {"preprocess": "caffe", "size": (32, 64), "letterbox": False,
+                               "num_classes": 16}
     for name in ("a_seg.png", "c_seg.png"):
         np.testing.assert_array_equal(cv2.imread(str(tmp_path / "one" / name)),
                                       cv2.imread(str(tmp_path / "two" / name)))
     assert input_settings({"config": None, "model_spec": {"num_classes": 7}}) == {
-        "preprocess": "caffe", "size": (512, 1024), "num_classes": 7}
+        "preprocess": "caffe", "size": (512, 1024), "letterbox": False, "num_classes": 7}
+    mapillary = {"config": {"data": {"val": {"name": "mapillary", "size": None}}},
+                 "model_spec": {"num_classes": 7}}
+    assert input_settings(mapillary)["size"] == (768, 1024) and input_settings(mapillary)["letterbox"]
 
 
 def test_predict_with_an_official_state_dict(checkpoint, tmp_path):
@@ -90,10 +94,26 @@ def test_predict_with_an_official_state_dict(checkpoint, tmp_path):
     images = make_images(tmp_path / "images")
     result = predict_checkpoint(official, [images / "a.png"], tmp_path / "out", size=(32, 64), device="cpu",
                                 progress=False)
-    assert result["settings"] == {"preprocess": "caffe", "size": (32, 64), "num_classes": 16}
+    assert result["settings"] == {"preprocess": "caffe", "size": (32, 64), "letterbox": False,
+                                  "num_classes": 16}
     reference = predict_checkpoint(checkpoint, [images / "a.png"], tmp_path / "ref", device="cpu",
                                    progress=False)
     assert reference["images"] == result["images"] == 1
     for kind in ("seg", "depth"):  # the same weights through the official layout give the same PNGs
         np.testing.assert_array_equal(cv2.imread(str(tmp_path / "out" / f"a_{kind}.png")),
                                       cv2.imread(str(tmp_path / "ref" / f"a_{kind}.png")))
+
+
+def test_letterboxed_input_is_cropped_back(checkpoint, tmp_path):
+    from dada.evaluation.predict import predict_images
+    from dada.models import load_segmenter
+
+    model, _ = load_segmenter(checkpoint)
+    images = make_images(tmp_path / "images")
+    result = predict_images(model, [images / "a.png"], tmp_path / "out", num_classes=16, size=(48, 48),
+                            letterbox=True, progress=False)
+    assert result["images"] == 1
+    seg = cv2.imread(str(tmp_path / "out" / "a_seg.png"))
+    assert seg.shape == (40, 80, 3)
+    palette = {tuple(c) for c in CLASSES_16.palette}
+    assert {tuple(c) for c in np.unique(seg[..., ::-1].reshape(-1, 3), axis=0)} <= palette

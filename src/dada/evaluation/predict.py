@@ -26,6 +26,8 @@ from dada.evaluation.figures import colorize, depth_to_rgb, overlay, save_rgb
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 #: Official test input size (H, W) for Cityscapes, used for official state dicts (no config inside).
 OFFICIAL_INPUT_SIZE = (512, 1024)
+#: The official Mapillary canvas (H, W) into which images are letterboxed.
+MAPILLARY_CANVAS = (768, 1024)
 
 
 def gather_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, str]]:
@@ -96,16 +98,19 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
                    num_classes: int, preprocess: str = "caffe",
                    size: Sequence[int] | None = OFFICIAL_INPUT_SIZE, batch_size: int = 1,
                    device: str | torch.device = "cpu", overwrite: bool = False, alpha: float = 0.5,
-                   progress: bool = True, warn: Callable[[str], None] = _warn) -> dict:
+                   letterbox: bool = False, progress: bool = True,
+                   warn: Callable[[str], None] = _warn) -> dict:
     """Predict every image of ``inputs`` and write its PNGs into ``out_dir``.
 
-    ``size`` (H, W): the model's input size (None: each image's own size). Images are batched by
-    ``batch_size`` (consecutive images of one input size). Returns ``{"written": [paths],
+    ``size`` (H, W): the model's input size (None: each image's own size); ``letterbox``: fit the image
+    into ``size`` keeping its aspect ratio, top-left, padded with 0 (the official Mapillary input), and
+    crop the prediction back. Images are batched by ``batch_size`` (consecutive images of one input
+    size). Returns ``{"written": [paths],
     "skipped": [{"path", "reason"}], "images": n}``.
     """
     from PIL import Image
 
-    from dada.data.transforms import preprocess_image, resize_image
+    from dada.data.transforms import letterbox_shape, paste_top_left, preprocess_image, resize_image
 
     device = torch.device(device)
     files = gather_inputs(inputs)
@@ -113,7 +118,7 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
     model.eval().to(device)
     written: list[Path] = []
     skipped: list[dict] = []
-    batch: list[tuple[str, np.ndarray, torch.Tensor]] = []
+    batch: list[tuple[str, np.ndarray, torch.Tensor, tuple[int, int] | None]] = []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -124,17 +129,25 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
         if not batch:
             return
         with torch.inference_mode():
-            seg, depth = model_outputs(model, torch.stack([tensor for _, _, tensor in batch]).to(device))
+            seg, depth = model_outputs(model, torch.stack([entry[2] for entry in batch]).to(device))
         if seg.shape[1] != num_classes:
             raise DadaError(f"the model predicts {seg.shape[1]} classes, not {num_classes}")
-        for index, (name, rgb, _) in enumerate(batch):
+        for index, (name, rgb, _, fitted) in enumerate(batch):
             hw = rgb.shape[:2]
-            pred = upsample_to(seg[index:index + 1].float(), hw).argmax(1)[0].cpu().numpy()
+            logits, inverse_depth = seg[index:index + 1].float(), None
+            if depth is not None:
+                inverse_depth = depth[index:index + 1].float()
+            if fitted is not None:  # letterboxed: the image's part of the canvas, then its own size
+                canvas = tuple(size)
+                logits = upsample_to(logits, canvas)[..., : fitted[0], : fitted[1]]
+                if inverse_depth is not None:
+                    inverse_depth = upsample_to(inverse_depth, canvas)[..., : fitted[0], : fitted[1]]
+            pred = upsample_to(logits, hw).argmax(1)[0].cpu().numpy()
             seg_rgb = colorize(pred, num_classes)
             written.append(save_rgb(out_dir / f"{name}_seg.png", seg_rgb))
             written.append(save_rgb(out_dir / f"{name}_overlay.png", overlay(rgb, seg_rgb, alpha)))
-            if depth is not None:
-                inverse = upsample_to(depth[index:index + 1].float(), hw)[0, 0].cpu().numpy()
+            if inverse_depth is not None:
+                inverse = upsample_to(inverse_depth, hw)[0, 0].cpu().numpy()
                 written.append(save_rgb(out_dir / f"{name}_depth.png", depth_to_rgb(inverse)))
         if bar is not None:
             bar.update(len(batch))
@@ -152,11 +165,18 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
                 else:
                     warn(message)
                 continue
-            image = rgb if size is None else np.asarray(resize_image(Image.fromarray(rgb), tuple(size)))
+            fitted = None
+            if size is None:
+                image = rgb
+            elif letterbox:
+                fitted = letterbox_shape(rgb.shape[:2], tuple(size))
+                image = paste_top_left(np.asarray(resize_image(Image.fromarray(rgb), fitted)), tuple(size), 0)
+            else:
+                image = np.asarray(resize_image(Image.fromarray(rgb), tuple(size)))
             tensor = preprocess_image(image, preprocess)
             if batch and tuple(batch[0][2].shape) != tuple(tensor.shape):
                 flush()
-            batch.append((name, rgb, tensor))
+            batch.append((name, rgb, tensor, fitted))
             if len(batch) >= max(1, int(batch_size)):
                 flush()
         flush()
@@ -168,20 +188,22 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
 
 def input_settings(info: dict) -> dict:
     """Preprocessing and input size of a loaded checkpoint: from its config (``data.preprocess``,
-    ``data.val.size``, else ``data.target.size``), or the official defaults (caffe, 512×1024)."""
+    ``data.val.size``, else ``data.target.size``; letterboxed when that dataset is Mapillary, default
+    768×1024), or the official defaults (caffe, 512×1024)."""
     config = info.get("config") or {}
     data = config.get("data") or {}
-    size = None
+    size, letterbox = OFFICIAL_INPUT_SIZE, False
     for part in ("val", "target"):
         part_cfg = data.get(part) or {}
         if "size" in part_cfg:
             size = part_cfg["size"]
+            letterbox = part_cfg.get("name") == "mapillary"
+            if letterbox and size is None:
+                size = MAPILLARY_CANVAS
             break
-    else:
-        size = OFFICIAL_INPUT_SIZE
     return {"preprocess": data.get("preprocess", "caffe"),
             "size": tuple(int(s) for s in size) if size is not None else None,
-            "num_classes": int(info["model_spec"]["num_classes"])}
+            "letterbox": letterbox, "num_classes": int(info["model_spec"]["num_classes"])}
 
 
 def predict_checkpoint(checkpoint: str | os.PathLike, inputs: Iterable[str | os.PathLike],
@@ -202,7 +224,8 @@ def predict_checkpoint(checkpoint: str | os.PathLike, inputs: Iterable[str | os.
         settings["preprocess"] = preprocess
     result = predict_images(model, inputs, out_dir, num_classes=settings["num_classes"],
                             preprocess=settings["preprocess"], size=settings["size"], batch_size=batch_size,
-                            device=device, overwrite=overwrite, progress=progress)
+                            letterbox=settings["letterbox"] and settings["size"] is not None, device=device,
+                            overwrite=overwrite, progress=progress)
     return {**result, "settings": settings, "checkpoint": info.get("source")}
 
 
