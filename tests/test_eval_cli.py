@@ -104,7 +104,7 @@ def test_eval_run_with_baseline_writes_reports_and_figures(setup, capsys):
 
 def test_all_snapshots_and_selection(setup, tmp_path):
     out = tmp_path / "snapshots"
-    results = evaluate_run(setup["run"], out_dir=out, all_snapshots=True, select="best-on-val", figures=0,
+    results = evaluate_run(setup["run"], out_dir=out, all_snapshots=True, select="best-on-val", figures=1,
                            device="cpu", progress=False, depth_bins=None)
     mious = {s["iteration"]: s["miou"] for s in results["snapshots"]}
     assert sorted(mious) == [5, 10]
@@ -113,8 +113,12 @@ def test_all_snapshots_and_selection(setup, tmp_path):
     assert "selects on the evaluation set" in results["selection"]["label"]
     assert results["result"]["miou"] == pytest.approx(mious[best])
     assert "## Snapshots" in (out / "results.md").read_text()
+    first_figures = set(results["figures"].values())
+    assert any(name.endswith("_pred.png") for name in first_figures)
     last = evaluate_run(setup["run"], out_dir=out, overwrite=True, all_snapshots=True, select="last",
                         figures=0, device="cpu", progress=False, depth_bins=None)
+    # the replaced evaluation's image figures are gone, nothing else of it is left
+    assert not any((out / name).exists() for name in first_figures - set(last["figures"].values()))
     assert last["selection"]["iteration"] == 10 and last["result"]["miou"] == pytest.approx(mious[10])
 
 

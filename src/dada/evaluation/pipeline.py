@@ -123,6 +123,15 @@ def prepare_out_dir(out_dir: Path, overwrite: bool, *, is_run_folder: bool) -> P
     return out_dir
 
 
+def previous_figures(out_dir: Path) -> set[str]:
+    """The figure files a previous evaluation in ``out_dir`` listed (relative paths under figures/)."""
+    try:
+        listed = json.loads((out_dir / "results.json").read_text()).get("figures") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return set()
+    return {p for p in listed.values() if isinstance(p, str) and p.startswith("figures/") and ".." not in p}
+
+
 def snapshot_paths(run_dir: Path) -> list[tuple[int, Path]]:
     """``(iteration, path)`` of a run folder's ``checkpoints/iter_*.pt``, oldest first."""
     folder = run_dir / "checkpoints"
@@ -249,6 +258,7 @@ def evaluate_run(path: str | os.PathLike, *, out_dir: str | os.PathLike | None =
     else:
         out_dir = prepare_out_dir(Path(out_dir), overwrite, is_run_folder=False)
 
+    stale = previous_figures(out_dir)
     model, info = load_segmenter(path, map_location=device)
     classes = int(info["model_spec"]["num_classes"])
     if num_classes is not None and int(num_classes) != classes:
@@ -343,6 +353,8 @@ def evaluate_run(path: str | os.PathLike, *, out_dir: str | os.PathLike | None =
     results["figures"] = write_figures(out_dir, results, result, references, eval_set, indices,
                                        settings["preprocess"], run_dir, denormalize)
     write_results(out_dir, results)
+    for old in stale - set(results["figures"].values()):  # figures of the replaced evaluation
+        (out_dir / old).unlink(missing_ok=True)
     results["out_dir"] = str(out_dir)
     return results
 
