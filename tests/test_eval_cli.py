@@ -62,6 +62,7 @@ def setup(tmp_path_factory):
     make_checkpoint(run / "checkpoints" / "iter_0000005.pt", data, seed=3, iteration=5)
     make_checkpoint(run / "checkpoints" / "iter_0000010.pt", data, seed=0, iteration=10)
     make_checkpoint(run / "checkpoints" / "final.pt", data, seed=0, iteration=10)
+    make_checkpoint(run / "checkpoints" / "best.pt", data, seed=4, iteration=7)  # its iter_ file was pruned
     (run / "metrics.jsonl").write_text("".join(
         json.dumps({"kind": "train", "iteration": i, "loss": {"seg": 3.0 / (i + 1), "adv": 0.7}}) + "\n"
         for i in range(0, 10, 2)) + json.dumps({"kind": "eval", "iteration": 9, "miou": 0.1}) + "\n")
@@ -107,7 +108,7 @@ def test_all_snapshots_and_selection(setup, tmp_path):
     results = evaluate_run(setup["run"], out_dir=out, all_snapshots=True, select="best-on-val", figures=1,
                            device="cpu", progress=False, depth_bins=None)
     mious = {s["iteration"]: s["miou"] for s in results["snapshots"]}
-    assert sorted(mious) == [5, 10]
+    assert [s["iteration"] for s in results["snapshots"]] == [5, 7, 10]
     best = max(mious, key=mious.get)
     assert results["selection"]["iteration"] == best and results["selection"]["policy"] == "best-on-val"
     assert "selects on the evaluation set" in results["selection"]["label"]

@@ -133,7 +133,8 @@ def previous_figures(out_dir: Path) -> set[str]:
 
 
 def snapshot_paths(run_dir: Path) -> list[tuple[int, Path]]:
-    """``(iteration, path)`` of a run folder's ``checkpoints/iter_*.pt``, oldest first."""
+    """``(iteration, path)`` of a run folder's ``checkpoints/iter_*.pt``, oldest first (``evaluate_run``
+    adds ``checkpoints/best.pt`` when its iteration is not among them)."""
     folder = run_dir / "checkpoints"
     found = [(int(m.group(1)), p) for p in folder.glob("iter_*.pt") if (m := _ITER.match(p.name))] \
         if folder.is_dir() else []
@@ -279,15 +280,20 @@ def evaluate_run(path: str | os.PathLike, *, out_dir: str | os.PathLike | None =
             raise DadaError(f"{path}: no checkpoints/iter_*.pt to evaluate (training keeps the newest "
                             f"train.keep_last); evaluate final.pt without --all-snapshots")
         snapshots, results_by_iter = [], {}
-        for iteration, snapshot in found:
+        best_file = path / "checkpoints" / "best.pt"  # the trainer's best-on-val, possibly pruned from iter_*
+        for iteration, snapshot in found + ([(None, best_file)] if best_file.is_file() else []):
             snap_model, snap_info = load_segmenter(snapshot, map_location=device)
+            iteration = snap_info.get("iteration") if iteration is None else iteration
+            if iteration in results_by_iter or iteration is None:
+                continue
             res = _evaluate_model(snap_model, eval_set, desc=f"iter {iteration}", **common)
             snapshots.append({"iteration": iteration, "checkpoint": str(snapshot), "miou": res.miou,
                               "miou13": res.miou13})
             results_by_iter[iteration] = (res, snap_info)
             del snap_model
+        snapshots.sort(key=lambda s: s["iteration"])
         if select == "last":
-            chosen = found[-1][0]
+            chosen = snapshots[-1]["iteration"]
         else:
             best = max(snapshots, key=lambda s: -math.inf if math.isnan(s["miou"]) else s["miou"])
             chosen = best["iteration"]
