@@ -4,6 +4,7 @@ depth range, depth quality; reports (``results.json`` / ``results.md``), figures
 See ``docs/evaluation.md``.
 """
 
+from dada.evaluation.compare import compare_runs
 from dada.evaluation.evaluator import EvalResult, SegmentationEvaluator, evaluate_segmenter
 from dada.evaluation.metrics import (
     DEFAULT_DEPTH_BINS,
@@ -14,6 +15,9 @@ from dada.evaluation.metrics import (
     negative_transfer,
     per_image_miou,
 )
+from dada.evaluation.pipeline import evaluate_run
+from dada.evaluation.predict import predict_checkpoint, predict_images
+from dada.evaluation.reports import load_results, results_markdown, write_results
 
 __all__ = [
     "DEFAULT_DEPTH_BINS",
@@ -21,9 +25,16 @@ __all__ = [
     "DepthMetrics",
     "EvalResult",
     "SegmentationEvaluator",
+    "compare_runs",
     "d_gain",
+    "evaluate_run",
     "evaluate_segmenter",
+    "load_results",
     "miou13",
     "negative_transfer",
     "per_image_miou",
+    "predict_checkpoint",
+    "predict_images",
+    "results_markdown",
+    "write_results",
 ]
