@@ -145,3 +145,10 @@ def test_wrong_class_count_and_missing_labels():
                            num_classes=7, progress=False)
     with pytest.raises(DadaError, match="empty"):
         evaluate_segmenter(ConstantModel(7, 0), [], num_classes=7, progress=False)
+
+
+def test_evaluation_leaves_the_global_random_state_alone(tiny_model):
+    items = make_items(2)
+    before = torch.get_rng_state()
+    evaluate_segmenter(tiny_model, items, num_classes=16, progress=False)
+    assert torch.equal(before, torch.get_rng_state())

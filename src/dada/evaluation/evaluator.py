@@ -266,8 +266,11 @@ def evaluate_segmenter(model: torch.nn.Module, dataset, *, num_classes: int,
     evaluator = SegmentationEvaluator(num_classes, class_names,
                                       depth_bins=None if depth_quality else depth_bins,
                                       keep=keep, depth_quality=depth_quality)
+    # a private generator: the loader's base seed is not drawn from the global RNG, so evaluating in
+    # the middle of training does not change the training's random stream
     loader = torch.utils.data.DataLoader(dataset, batch_size=max(1, int(batch_size)), shuffle=False,
-                                         num_workers=num_workers, collate_fn=collate_items)
+                                         num_workers=num_workers, collate_fn=collate_items,
+                                         generator=torch.Generator().manual_seed(0))
     model.eval()
     bar = None
     if progress:
