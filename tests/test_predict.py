@@ -54,6 +54,13 @@ def test_predict_folder_skips_the_corrupt_file(checkpoint, tmp_path, capsys):
     assert cv2.imread(str(out / "sub__b_overlay.png")).shape == (30, 50, 3)
     depth = cv2.imread(str(out / "c_depth.png"))
     assert depth.shape == (40, 80, 3) and depth.std() > 0
+    # an output folder inside the input folder: its PNGs are not read back as inputs
+    inside = main(["predict", str(checkpoint), str(images), "--out", str(images / "pred"), "--device", "cpu"])
+    assert inside == 0 and len(list((images / "pred").iterdir())) == 9
+    assert main(["predict", str(checkpoint), str(images), "--out", str(images / "pred"), "--overwrite",
+                 "--device", "cpu"]) == 0
+    assert len(list((images / "pred").iterdir())) == 9
+    capsys.readouterr()
     # the output folder is never reused silently
     again = ["predict", str(checkpoint), str(images / "a.png"), "--out", str(out), "--device", "cpu"]
     assert main(again) == 2

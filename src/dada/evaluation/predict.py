@@ -113,7 +113,11 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
     from dada.data.transforms import letterbox_shape, paste_top_left, preprocess_image, resize_image
 
     device = torch.device(device)
-    files = gather_inputs(inputs)
+    out_resolved = Path(out_dir).resolve()
+    # never read back our own outputs (an output folder inside an input folder)
+    files = [(p, n) for p, n in gather_inputs(inputs) if out_resolved not in p.resolve().parents]
+    if not files:
+        raise DadaError(f"no input images outside the output folder {out_dir}")
     out_dir = prepare_output_dir(out_dir, overwrite)
     model.eval().to(device)
     written: list[Path] = []
