@@ -227,3 +227,17 @@ def test_seeds_make_sibling_runs_and_a_summary(data, tmp_path, capsys):
     assert not torch.equal(first["model"]["conv1.weight"], second["model"]["conv1.weight"])
     assert (tmp_path / "seeds" / "seeds_summary.md").read_text().count("|") > 8
     assert main(["train", "benchmark_s1", *args, "--seeds", "0,x"]) == 2
+
+
+def test_benchmark_presets_read_the_built_in_benchmark(tmp_path):
+    small = ["data.benchmark.num_source=4", "data.benchmark.num_target_train=4",
+             "data.benchmark.num_target_val=2", "data.benchmark.size=[32,64]",
+             f"data.benchmark.cache_dir={tmp_path / 'cache'}"]
+    cfg = load_config("benchmark_dada", [*small, *FAST, "model.arch=tiny", "train.max_iters=2",
+                                         "eval.every=2", "train.progress=false", "train.device=cpu",
+                                         f"output.root={tmp_path / 'runs'}"])
+    run = Trainer(cfg).fit()
+    generated = list((tmp_path / "cache").glob("benchmark-*/source/RGB/*.png"))
+    assert len(generated) == 4
+    evaluations = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
+    assert len(evaluations) == 1 and 0.0 <= evaluations[0]["miou"] <= 1.0

@@ -64,9 +64,23 @@ class DatasetConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    """The built-in benchmark behind ``@benchmark`` roots (``dada.data.benchmark.ensure_benchmark``);
+    null keeps the generator's default (1,000 source, 1,000 + 250 target images at 128×256)."""
+
+    seed: int | None = None
+    num_source: int | None = None
+    num_target_train: int | None = None
+    num_target_val: int | None = None
+    size: list[int] | None = None  # (H, W)
+    cache_dir: str | None = None  # default $DADA_CACHE or ~/.cache/dada-seg
+
+
+@dataclass
 class DataConfig:
     preprocess: str = "caffe"  # caffe (paper, official checkpoints) | imagenet
     num_workers: int = 4
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     source: DatasetConfig = field(default_factory=lambda: DatasetConfig(
         name="synthia", split="all", size=[760, 1280]))
     target: DatasetConfig = field(default_factory=lambda: DatasetConfig(

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dada.config import BENCHMARK_ROOT
+from dada.config import BENCHMARK_ROOT, to_dict
 from dada.errors import DadaError
 
 DOMAINS = {"source": 0, "target": 1}
@@ -49,7 +49,9 @@ def dataset_root(cfg: DictConfig, part: str) -> Path:
     if root == BENCHMARK_ROOT:
         from dada.data.benchmark import ensure_benchmark
 
-        return Path(ensure_benchmark()) / ("source" if part == "source" else "target")
+        params = {k: v for k, v in to_dict(cfg.data.benchmark).items() if v is not None}
+        folder = ensure_benchmark(**params)
+        return Path(folder) / ("source" if part == "source" else "target")
     return Path(root)
 
 
