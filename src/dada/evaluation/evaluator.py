@@ -184,9 +184,10 @@ class SegmentationEvaluator:
             name = str(item.get("name", f"image{len(self.per_image)}"))
             self.per_image.append({"name": name, "miou": nanmean(iou_from_confusion(image_counts))})
             depth_pred = None
-            if depth is not None:
+            scores_depth = self.depth_quality_mode and item.get("depth") is not None
+            if depth is not None and (scores_depth or name in self.keep):  # else not worth upsampling
                 depth_pred = upsample_to(depth[index:index + 1].float(), size)[0, 0]
-                if self.depth_quality_mode and item.get("depth") is not None:
+                if scores_depth:
                     gt = _resize_nearest(item["depth"].to(depth_pred.device), size)
                     self.depth_metrics.update(depth_pred, gt)
             if name in self.keep:
