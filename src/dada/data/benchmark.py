@@ -39,7 +39,7 @@ from dada.data.classes import CITYSCAPES_LABEL_IDS, CLASSES_16, SYNTHIA_IDS, SYN
 from dada.errors import DadaError
 from dada.io import write_image, write_json
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DEFAULTS = dict(seed=0, num_source=1000, num_target_train=1000, num_target_val=250, size=(128, 256))
 #: Cityscapes-like stereo baseline (metres) for the disparity files: d = f·B / Z
 BASELINE = 0.209313

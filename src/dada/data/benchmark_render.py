@@ -374,10 +374,10 @@ class Style:
 
 SOURCE_STYLE = Style(
     name="source",
-    cam_height=(2.0, 6.0),
-    cam_pitch_deg=(4.0, 22.0),
-    cam_yaw_deg=(-30.0, 30.0),
-    hfov_deg=(75.0, 95.0),
+    cam_height=(1.5, 5.0),
+    cam_pitch_deg=(2.0, 15.0),
+    cam_yaw_deg=(-25.0, 25.0),
+    hfov_deg=(65.0, 90.0),
     cam_on_walk=0.35,
     road_half=(5.0, 9.0),
     walk=(2.5, 5.0),
@@ -472,7 +472,7 @@ def _color(rng: np.random.Generator, style: Style, label: int, choices=None) -> 
     choices = choices if choices is not None else BASE[label]
     c = np.asarray(choices[int(rng.integers(len(choices)))], float)
     grey = float(sum(c)) / 3.0
-    c = grey + (c - grey) * style.saturation * (1.6 if style.name == "source" else 1.0)
+    c = grey + (c - grey) * style.saturation * (1.25 if style.name == "source" else 1.0)
     c = c + rng.normal(0.0, 0.04 if style.name == "target" else 0.02, 3)
     return tuple(np.clip(c, 0.03, 0.97))
 
@@ -887,8 +887,8 @@ def _facade_coords(geo: Geometry) -> tuple[np.ndarray, np.ndarray]:
 
 
 SOURCE_GROUND = {
-    ROAD: (0.42, 0.4, 0.45),
-    SIDEWALK: (0.75, 0.6, 0.7),
+    ROAD: (0.4, 0.39, 0.42),
+    SIDEWALK: (0.7, 0.62, 0.66),
     LANEMARKING: (0.95, 0.95, 0.95),
     TERRAIN: (0.45, 0.7, 0.3),
 }
@@ -924,10 +924,11 @@ def _windows(geo: Geometry, mat: np.ndarray, period: tuple[float, float] = (3.2,
 def shade_source(scene: Scene, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
     """SYNTHIA-like rendering: flat shading of saturated palette colours, plain sky, no noise. RGB uint8."""
     rgb, mat = _base_rgb(scene, geo, SOURCE_GROUND)
-    light = np.array([0.4, 0.8, -0.45])
-    light /= np.linalg.norm(light)
+    az, el = rng.uniform(0, 2 * np.pi), rng.uniform(np.radians(30), np.radians(70))
+    light = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
     lam = np.clip(geo.normal @ light.astype(np.float32), 0, 1)
-    rgb = rgb * (0.55 + 0.45 * lam[..., None])
+    ambient = float(rng.uniform(0.45, 0.65))
+    rgb = rgb * (ambient + (1 - ambient) * lam[..., None])
     rgb[_windows(geo, mat)] = (0.55, 0.75, 0.9)
     cabin = (mat == CAR_CABIN) & (np.abs(geo.normal[..., 1]) < 0.5)
     rgb[cabin] = (0.3, 0.45, 0.6)
@@ -944,6 +945,7 @@ def shade_source(scene: Scene, geo: Geometry, rng: np.random.Generator) -> np.nd
     top = np.linspace(0, 1, geo.label.shape[0])[:, None, None]
     sky_col = np.array([0.45, 0.65, 0.95]) * (1 - 0.3 * top) + np.array([0.8, 0.85, 0.95]) * 0.3 * top
     rgb = np.where(sky[..., None], np.broadcast_to(sky_col, rgb.shape), rgb)
+    rgb = rgb * float(rng.uniform(0.85, 1.15)) * rng.uniform(0.95, 1.05, 3)  # per-image exposure and tint
     out = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return (out // 8) * 8 + 4  # posterised, palette-like
 
@@ -1044,7 +1046,7 @@ def shade_target(scene: Scene, geo: Geometry, rng: np.random.Generator) -> np.nd
     sky_rgb = sky_col * (1 - clouds) + np.array([0.92, 0.92, 0.94]) * clouds
     rgb = np.where(sky[..., None], sky_rgb, rgb)
     # haze with depth
-    beta = float(rng.uniform(70, 250))
+    beta = float(rng.uniform(150, 600))
     haze = 1.0 - np.exp(-np.minimum(geo.depth, FAR) / beta)
     haze_col = horizon * float(rng.uniform(0.85, 1.0))
     rgb = np.where(sky[..., None], rgb, rgb * (1 - haze[..., None]) + haze_col * haze[..., None])
@@ -1059,9 +1061,9 @@ def shade_target(scene: Scene, geo: Geometry, rng: np.random.Generator) -> np.nd
     rgb = rgb / (1.0 + 0.35 * rgb)  # soft shoulder
     rgb = np.power(np.clip(rgb * 1.25, 0, 1), 0.9)
     rgb = rgb * _vignette(h, w)[..., None]
-    sigma = float(rng.uniform(0.5, 1.1))
+    sigma = float(rng.uniform(0.4, 0.9))
     rgb = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), sigma)
-    rgb = rgb + float(rng.uniform(0.01, 0.03)) * rng.standard_normal(rgb.shape, np.float32) * np.sqrt(
+    rgb = rgb + float(rng.uniform(0.005, 0.02)) * rng.standard_normal(rgb.shape, np.float32) * np.sqrt(
         np.clip(rgb, 0.05, 1)
     )
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
