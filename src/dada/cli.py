@@ -258,11 +258,21 @@ def _run_compare(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="generate the built-in benchmark, train S1/S2/S7, evaluate, report")
     p.add_argument("--quick", action="store_true", help="a smoke-test sized demo (about 2 minutes)")
+    p.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..N-1 and report mean ± std")
+    p.add_argument("--out", default=None, help="output folder (default runs/demo, runs/demo-quick)")
+    p.add_argument("--overwrite", action="store_true", help="delete the output folder first")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("overrides", nargs="*", help="dotted overrides for every run, e.g. train.max_iters=500")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    raise DadaError("dada demo is not implemented yet (issue 6)")
+    from dada.demo import run_demo
+
+    out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
+    run_demo(out, quick=args.quick, seeds=args.seeds, overwrite=args.overwrite, device=args.device,
+             extra_overrides=args.overrides)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- main

@@ -332,3 +332,16 @@ def ensure_benchmark(
             return out
         raise
     return out
+
+
+def resolve_root(root: str | os.PathLike, part: str, params: dict | None = None) -> Path:
+    """A dataset root from a config: ``@benchmark`` stands for the built-in benchmark with ``params``
+    (``data.benchmark`` of the config; None values keep the defaults), generated on first use: its
+    ``source/`` folder for ``part == "source"``, else ``target/``. Any other root is returned as is."""
+    from dada.config import BENCHMARK_ROOT
+
+    if str(root) != BENCHMARK_ROOT:
+        return Path(root)
+    chosen = {k: v for k, v in (params or {}).items() if v is not None}
+    folder = ensure_benchmark(**chosen)
+    return Path(folder) / ("source" if part == "source" else "target")

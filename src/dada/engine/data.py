@@ -46,13 +46,9 @@ def dataset_root(cfg: DictConfig, part: str) -> Path:
         raise DadaError(f"data.{part}.root is not set: give the {cfg.data[part].name} folder, e.g. "
                         f"data.{part}.root=/data/{cfg.data[part].name}, or {BENCHMARK_ROOT} for the "
                         f"built-in benchmark")
-    if root == BENCHMARK_ROOT:
-        from dada.data.benchmark import ensure_benchmark
+    from dada.data.benchmark import resolve_root
 
-        params = {k: v for k, v in to_dict(cfg.data.benchmark).items() if v is not None}
-        folder = ensure_benchmark(**params)
-        return Path(folder) / ("source" if part == "source" else "target")
-    return Path(root)
+    return resolve_root(root, part, to_dict(cfg.data.benchmark))
 
 
 def build_part(cfg: DictConfig, part: str) -> Dataset:

@@ -33,19 +33,12 @@ _ITER = re.compile(r"^iter_(\d+)\.pt$")
 
 
 # ------------------------------------------------------------------------------------------ inputs
-def resolve_root(root: str | os.PathLike, part: str = "val") -> Path:
-    """A dataset root; ``@benchmark`` is the built-in benchmark (``source/`` for the source, else
-    ``target/``), generated on first use."""
-    from dada.config import BENCHMARK_ROOT
+def resolve_root(root: str | os.PathLike, part: str = "val", config: Mapping | None = None) -> Path:
+    """A dataset root; ``@benchmark`` is the built-in benchmark with the parameters of ``config``'s
+    ``data.benchmark`` (``source/`` for the source, else ``target/``), generated on first use."""
+    from dada.data.benchmark import resolve_root as resolve
 
-    if str(root) == BENCHMARK_ROOT:
-        try:
-            from dada.data.benchmark import ensure_benchmark
-        except ImportError:
-            raise DadaError("the built-in benchmark generator (dada.data.benchmark) is not available in "
-                            "this version; give the dataset folder with --data") from None
-        return Path(ensure_benchmark()) / ("source" if part == "source" else "target")
-    return Path(root)
+    return resolve(root, part, ((config or {}).get("data") or {}).get("benchmark"))
 
 
 def data_settings(info: Mapping, *, dataset: str | None = None, root: str | os.PathLike | None = None,
@@ -71,6 +64,7 @@ def data_settings(info: Mapping, *, dataset: str | None = None, root: str | os.P
         raise DadaError(f"{info.get('source')}: no evaluation data in the checkpoint (an official state dict "
                         "has no config): give the dataset folder with --data ROOT (and --dataset, --split, "
                         "--size if they are not Cityscapes val at 512×1024)")
+    settings["root"] = str(resolve_root(settings["root"], "val", config))
     return settings
 
 
@@ -99,7 +93,7 @@ def source_val_settings(info: Mapping, split: str | None = None) -> dict | None:
     if not source or source.get("root") is None:
         return None
     try:
-        root = resolve_root(source["root"], "source")
+        root = resolve_root(source["root"], "source", config)
     except DadaError:
         return None
     chosen = split or ("val" if (root / "val.txt").is_file() else None)
