@@ -1,0 +1,41 @@
+"""`dada demo --quick` end to end: benchmark, three trainings, evaluations, the comparison table."""
+
+import cv2
+import pytest
+
+from dada import DadaError, cli
+from dada.demo import run_demo
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DADA_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_quick_demo_end_to_end(tmp_path, cache, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for label in ("S1", "S2", "S7"):
+        assert f"training {label}" in printed
+    assert "mIoU" in printed and "NT rate" in printed
+    for run in ("seed0/S1_s1", "seed0/S2_s2", "seed0/S7_s7"):
+        assert (out / run / "checkpoints" / "final.pt").is_file()
+        assert (out / run / "results.json").is_file()
+    chart = cv2.imread(str(out / "comparison" / "comparison.png"))
+    assert chart is not None and chart.std() > 0
+    table = (out / "comparison" / "comparison.md").read_text()
+    assert "D-Gain" in table and table.count("benchmark_s") >= 3
+    assert any(cache.iterdir())  # the benchmark went to the configured cache, not the home folder
+
+    # a second run reuses the finished trainings
+    run_demo(out, quick=True)
+    assert "training S1" in capsys.readouterr().out
+
+
+def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path, cache):
+    (tmp_path / "mine.txt").write_text("precious")
+    with pytest.raises(DadaError, match="not a demo folder"):
+        run_demo(tmp_path, quick=True)
+    assert (tmp_path / "mine.txt").read_text() == "precious"
