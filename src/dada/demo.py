@@ -31,8 +31,8 @@ SETUPS = (("S1", "benchmark_s1"), ("S2", "benchmark_s2"), ("S7", "benchmark_s7")
 PROFILES = {
     "full": [],
     "quick": ["data.benchmark.num_source=48", "data.benchmark.num_target_train=48",
-              "data.benchmark.num_target_val=12", "data.benchmark.size=[64,128]", "model.arch=tiny",
-              "method.ndf=16", "train.max_iters=20", "train.checkpoint_every=10", "train.image_every=10"],
+              "data.benchmark.num_target_val=12", "data.benchmark.size=[64,128]",
+              "train.max_iters=20", "train.checkpoint_every=10", "train.image_every=10"],
 }
 
 
