@@ -49,3 +49,17 @@ def test_class_tables_follow_the_official_code():
 def test_colorize_uses_the_official_palette():
     rgb = classes.CLASSES_16.colorize(np.array([[0, 255]]))
     assert rgb[0, 0].tolist() == [128, 64, 128] and rgb[0, 1].tolist() == [0, 0, 0]
+
+
+def test_device_names_resolve_or_fail_naming_the_setting():
+    import torch
+
+    from dada.devices import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DadaError, match="train.device=bogus is not a device"):
+        resolve_device("bogus", "train.device")
+    if not torch.cuda.is_available():
+        with pytest.raises(DadaError, match="--device=cuda:0 but CUDA is not available"):
+            resolve_device("cuda:0")

@@ -30,6 +30,7 @@ from torch import nn
 
 from dada import losses
 from dada.config import save_config, to_dict
+from dada.devices import resolve_device
 from dada.engine import checkpoint as ckpt
 from dada.engine.data import build_part, infinite_loader
 from dada.engine.methods import discriminator_input, input_channels
@@ -41,15 +42,6 @@ MODEL_SPEC_KEYS = ("arch", "num_classes", "depth_head", "feature_fusion", "bn_mo
 #: Keys that may differ between a run and its resumption (they do not change the result).
 RUNTIME_KEYS = {("train", "device"), ("train", "progress"), ("data", "num_workers"), ("output", "root"),
                 ("output", "name"), ("eval", "max_images")}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DadaError(f"train.device={name} but CUDA is not available: use train.device=cpu or auto")
-    return device
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -76,7 +68,7 @@ class Trainer:
         from dada.models import build_discriminator, build_segmenter, load_pretrained
 
         self.cfg = cfg
-        self.device = resolve_device(cfg.train.device)
+        self.device = resolve_device(cfg.train.device, "train.device")
         seed_everything(cfg.seed, cfg.train.deterministic)
         self.model_spec = {key: cfg.model[key] for key in MODEL_SPEC_KEYS}
         try:

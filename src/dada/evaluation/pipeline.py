@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from dada.devices import resolve_device
 from dada.errors import DadaError
 from dada.evaluation.evaluator import EvalResult, evaluate_segmenter
 from dada.evaluation.metrics import DEFAULT_DEPTH_BINS, d_gain, negative_transfer
-from dada.evaluation.predict import OFFICIAL_INPUT_SIZE, resolve_device
+from dada.evaluation.predict import OFFICIAL_INPUT_SIZE
 from dada.evaluation.reports import code_version, config_hash, now_utc, write_results
 
 SELECTION_LABELS = {

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dada.devices import resolve_device
 from dada.errors import DadaError
 from dada.evaluation.evaluator import model_outputs, upsample_to
 from dada.evaluation.figures import colorize, depth_to_rgb, overlay, save_rgb
@@ -231,12 +232,3 @@ def predict_checkpoint(checkpoint: str | os.PathLike, inputs: Iterable[str | os.
                             letterbox=settings["letterbox"] and settings["size"] is not None, device=device,
                             overwrite=overwrite, progress=progress)
     return {**result, "settings": settings, "checkpoint": info.get("source")}
-
-
-def resolve_device(name: str | torch.device) -> torch.device:
-    if str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DadaError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
