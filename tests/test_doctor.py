@@ -119,3 +119,13 @@ def test_missing_root_is_an_error(tmp_path, capsys):
     assert cli.main(["doctor", "cityscapes", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert cli.main(["doctor", "kitti", str(tmp_path)]) == 2
+
+
+def test_empty_or_binary_list_files_are_problems_not_crashes(tmp_path, capsys):
+    root = make_synthia(tmp_path / "synthia")
+    (root / "empty.txt").write_text("# nothing listed\n")
+    (root / "binary.txt").write_bytes(b"\xff\xfe\x00garbage")
+    assert cli.main(["doctor", "synthia", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "empty.txt names no files" in out
+    assert "binary.txt is not UTF-8 text" in out

@@ -122,6 +122,8 @@ def read_list_file(path: Path) -> list[str]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise DadaError(f"list file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise DadaError(f"list file {path} is not UTF-8 text: write one file name per line") from None
     names = [line.strip() for line in lines]
     names = [n for n in names if n and not n.startswith("#")]
     if not names:
@@ -286,13 +288,7 @@ class SynthiaDataset(SegmentationDataset):
         names = self._split_names(rgb_dir, list_files(rgb_dir))
         self.label_dir, self.label_format = None, None
         if self.use_labels:
-            if (self.root / "parsed_LABELS").is_dir():
-                self.label_dir, self.label_format = self.root / "parsed_LABELS", "parsed"
-            elif (self.root / "GT" / "LABELS").is_dir():
-                self.label_dir, self.label_format = self.root / "GT" / "LABELS", "raw"
-            else:
-                raise DadaError(f"no SYNTHIA labels under {self.root}: expected parsed_LABELS/ or GT/LABELS/ "
-                                f"(or build the dataset with labels=False)")
+            self.label_dir, self.label_format = synthia_label_dir(self.root)
             _check_paired(names, self.label_dir, set(list_files(self.label_dir)), "label")
         self.depth_dir = None
         if self.use_depth:
@@ -311,6 +307,21 @@ class SynthiaDataset(SegmentationDataset):
     def _read_depth(self, record: Record) -> np.ndarray:
         raw = read_anydepth(record.depth, "depth")
         return inverse_depth_from_raw(raw)
+
+
+#: SYNTHIA label folders in order of preference: (sub-folder, format, what it holds).
+SYNTHIA_LABEL_DIRS = (("parsed_LABELS", "parsed", "single-channel raw ids"),
+                      ("GT/LABELS", "raw", "raw 16-bit, class id in the first channel"))
+
+
+def synthia_label_dir(root: Path) -> tuple[Path, str]:
+    """The label folder and its format: ``parsed_LABELS/`` (the official side download) when present,
+    else the raw ``GT/LABELS/``."""
+    for sub, label_format, _ in SYNTHIA_LABEL_DIRS:
+        if (root / sub).is_dir():
+            return root / sub, label_format
+    raise DadaError(f"no SYNTHIA labels under {root}: expected parsed_LABELS/ or GT/LABELS/ "
+                    f"(or build the dataset with labels=False)")
 
 
 def synthia_depth_dir(root: Path) -> Path:

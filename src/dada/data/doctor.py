@@ -23,9 +23,12 @@ from dada.data import classes
 from dada.data.datasets import (
     DATASET_NAMES,
     INVERSE_DEPTH_SCALE,
+    SYNTHIA_LABEL_DIRS,
     CityscapesDataset,
     build_dataset,
+    read_list_file,
     synthia_depth_dir,
+    synthia_label_dir,
 )
 from dada.data.readers import IMAGE_SUFFIXES, image_size, list_files
 from dada.errors import DadaError
@@ -112,14 +115,13 @@ def _synthia_layout(root: Path, report: Report, spec) -> list[SplitFiles]:
                                     "parsed_LABELS/) and Depth/"):
         return []
     files = SplitFiles("all", _by_key(rgb, (".png",), lambda n: n))
-    for folder, kind in ((root / "parsed_LABELS", "single-channel raw ids"),
-                         (root / "GT" / "LABELS", "raw 16-bit, class id in the first channel")):
-        if folder.is_dir():
-            files.labels = _by_key(folder, (".png",), lambda n: n)
-            files.label_folder = f"{folder.relative_to(root)}/"
-            report.add("labels", f"{files.label_folder} ({kind})")
-            break
-    else:
+    try:
+        label_dir, label_format = synthia_label_dir(root)
+        files.labels = _by_key(label_dir, (".png",), lambda n: n)
+        files.label_folder = f"{label_dir.relative_to(root)}/"
+        kind = next(what for _, fmt, what in SYNTHIA_LABEL_DIRS if fmt == label_format)
+        report.add("labels", f"{files.label_folder} ({kind})")
+    except DadaError:
         report.problems.append("no labels: expected parsed_LABELS/ or GT/LABELS/ "
                                "(source training needs them)")
     try:
@@ -131,8 +133,11 @@ def _synthia_layout(root: Path, report: Report, spec) -> list[SplitFiles]:
                                "do not)")
     splits = [files]
     for list_path in sorted(root.glob("*.txt")):
-        names = [n.strip() for n in list_path.read_text(encoding="utf-8", errors="replace").splitlines()]
-        names = [n for n in names if n and not n.startswith("#")]
+        try:
+            names = read_list_file(list_path)
+        except DadaError as error:
+            report.problems.append(str(error))
+            continue
         missing = [n for n in names if n not in files.images]
         if missing:
             report.problems.append(f"list file {list_path.name} names {len(missing)} image(s) missing in "
