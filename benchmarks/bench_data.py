@@ -26,7 +26,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dada.data import build_dataset  # noqa: E402
-from dada.data.formats import write_cityscapes, write_mapillary, write_synthia  # noqa: E402
+from dada.data.cityscapes import write_cityscapes  # noqa: E402
+from dada.data.mapillary import write_mapillary  # noqa: E402
+from dada.data.synthia import write_synthia  # noqa: E402
 from dada.io import write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_data.json"

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dada.data.benchmark import DEFAULTS, make_benchmark
+from dada.benchmark import DEFAULTS, make_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_generator.json"
 

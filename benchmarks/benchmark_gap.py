@@ -26,8 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from dada.benchmark import ensure_benchmark
 from dada.data import build_dataset
-from dada.data.benchmark import ensure_benchmark
 from dada.data.classes import CLASSES_16
 
 RESULTS = Path(__file__).resolve().parent / "results" / "benchmark_gap.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -11,8 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from dada.data import benchmark as bm
-from dada.data import benchmark_render as br
+from dada import benchmark as bm
+from dada.benchmark import world as br
+from dada.benchmark import writer as bw
+from dada.benchmark.scene import sample_scene
+from dada.benchmark.styles import SOURCE_STYLE, TARGET_STYLE
 from dada.data.classes import CITYSCAPES_LABEL_IDS, SYNTHIA_IDS
 from dada.errors import DadaError
 
@@ -83,7 +87,7 @@ def test_target_layout_and_formats(bench):
             assert disp.dtype == np.uint16 and disp.shape == SIZE
             sky = label == CITYSCAPES_LABEL_IDS["sky"]
             assert (disp[sky] == 0).all() and (disp[~sky & (label != 1)] > 0).all()
-    assert {p.name for p in (tgt / "leftImg8bit" / "val").iterdir()} <= set(bm.VAL_CITIES)
+    assert {p.name for p in (tgt / "leftImg8bit" / "val").iterdir()} <= set(bw.VAL_CITIES)
 
 
 def test_summary_and_preview(bench):
@@ -124,6 +128,32 @@ def test_same_seed_is_byte_identical_with_any_worker_count(bench, tmp_path):
     assert _files(again) == _files(bench)
 
 
+#: sha256 over every file of the ``bench`` fixture (seed 3, 64×128, 12 + 5 + 6 images): relative path,
+#: then the decoded pixels (dtype, shape, bytes) of PNGs and the bytes of other files. Recorded from the
+#: generator before it moved into dada.benchmark (the files were byte-identical then too); a change means
+#: the benchmark changed: bump GENERATOR_VERSION and record the new value.
+GOLDEN_CONTENT_SHA256 = "fe9da52bb288bb3cd57c38df8680986869250d07e88764e2633201cd694fd70b"
+
+
+def content_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        if path.suffix == ".png":
+            array = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        else:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_same_seed_reproduces_the_recorded_benchmark(bench):
+    assert content_digest(bench) == GOLDEN_CONTENT_SHA256
+
+
 def test_different_seeds_differ(bench, tmp_path):
     other = bm.make_benchmark(tmp_path / "other", seed=4, size=SIZE, workers=1, preview=False, **COUNTS)
     a, b = _files(bench), _files(other)
@@ -139,9 +169,9 @@ def test_every_class_appears_in_each_split(domain):
     for i in range(40):
         _, geo = bm.generate_sample(0, domain, i, SIZE)
         seen[np.unique(geo.label)] = True
-        if all(seen[raw] for raw in bm.SYNTHIA_TO_16):
+        if all(seen[raw] for raw in bw.SYNTHIA_TO_16):
             break
-    missing = [name for name, raw in SYNTHIA_IDS.items() if raw in bm.SYNTHIA_TO_16 and not seen[raw]]
+    missing = [name for name, raw in SYNTHIA_IDS.items() if raw in bw.SYNTHIA_TO_16 and not seen[raw]]
     assert not missing, f"{domain}: classes never seen in 40 images: {missing}"
 
 
@@ -159,15 +189,15 @@ def _analytic_ground(cam: br.Camera) -> np.ndarray:
 @pytest.mark.parametrize("domain", ["source", "target_train"])
 def test_road_plane_depth_matches_camera_geometry(bench, domain):
     for index in range(3):
-        rng = bm.image_rng(0, domain, index)
-        style = br.SOURCE_STYLE if domain == "source" else br.TARGET_STYLE
-        cam = br.sample_scene(rng, style, SIZE).camera
+        rng = bw.image_rng(0, domain, index)
+        style = SOURCE_STYLE if domain == "source" else TARGET_STYLE
+        cam = sample_scene(rng, style, SIZE).camera
         _, geo = bm.generate_sample(0, domain, index, SIZE)
         ground = np.isin(geo.label, [br.ROAD, br.SIDEWALK, br.LANEMARKING, br.TERRAIN])
         assert ground.sum() > 0.15 * ground.size
         np.testing.assert_allclose(geo.depth[ground], _analytic_ground(cam)[ground], rtol=1e-9)
     # and the written file holds the same depth in centimetres
-    cam = br.sample_scene(bm.image_rng(3, "source", 0), br.SOURCE_STYLE, SIZE).camera
+    cam = sample_scene(bw.image_rng(3, "source", 0), SOURCE_STYLE, SIZE).camera
     labels = _read(bench / "source" / "GT" / "LABELS" / "0000000.png")[..., 2]
     cm = _read(bench / "source" / "Depth" / "0000000.png", cv2.IMREAD_ANYDEPTH)
     ground = np.isin(labels, [br.ROAD, br.SIDEWALK, br.LANEMARKING, br.TERRAIN])
@@ -202,9 +232,9 @@ def test_occluders_are_nearer_than_what_they_hide():
 
 @pytest.mark.parametrize("domain", ["source", "target_val"])
 def test_removing_any_object_only_reveals_farther_surfaces(domain):
-    rng = bm.image_rng(1, domain, 7)
-    style = br.SOURCE_STYLE if domain == "source" else br.TARGET_STYLE
-    scene = br.sample_scene(rng, style, SIZE)
+    rng = bw.image_rng(1, domain, 7)
+    style = SOURCE_STYLE if domain == "source" else TARGET_STYLE
+    scene = sample_scene(rng, style, SIZE)
     full = br.render_geometry(scene)
     instances = [i for i in np.unique(full.inst) if i > 0]
     assert len(instances) >= 5
@@ -220,10 +250,10 @@ def test_removing_any_object_only_reveals_farther_surfaces(domain):
 
 def test_disparity_file_is_focal_times_baseline_over_depth(bench):
     _, geo = bm.generate_sample(3, "target_val", 0, SIZE)
-    city, stem = bm.target_stem("val", 0)
+    city, stem = bw.target_stem("val", 0)
     p = _read(bench / "target" / "disparity" / "val" / city / f"{stem}_disparity.png").astype(np.float64)
     valid = p > 0
-    expected = geo.focal * bm.BASELINE / geo.depth[valid]
+    expected = geo.focal * bw.BASELINE / geo.depth[valid]
     np.testing.assert_allclose((p[valid] - 1) / 256, expected, atol=0.5 / 256 + 1e-9)
 
 
@@ -233,7 +263,7 @@ def test_ensure_benchmark_reuses_the_cache(tmp_path, monkeypatch):
     first = bm.ensure_benchmark(tmp_path, workers=1, **params)
     assert first.name.startswith("benchmark-") and (first / "benchmark.json").is_file()
     calls = []
-    monkeypatch.setattr(bm, "make_benchmark", lambda out, **k: calls.append(out))
+    monkeypatch.setattr(bw, "make_benchmark", lambda out, **k: calls.append(out))
     assert bm.ensure_benchmark(tmp_path, **params) == first
     monkeypatch.setenv("DADA_CACHE", str(tmp_path))
     assert bm.ensure_benchmark(**params) == first

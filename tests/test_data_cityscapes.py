@@ -8,7 +8,7 @@ from PIL import Image
 
 from dada import DadaError
 from dada.data import build_dataset
-from dada.data.formats import write_cityscapes
+from dada.data.cityscapes import write_cityscapes
 
 # labelIds: road 7, sidewalk 8, car 26, truck 27 (ignored in 16, vehicle in 7), terrain 22 (ignored in 16,
 # nature in 7), unlabeled 0, ego vehicle 1, sky 23, person 24, parking 9 (ignoreInEval: ignored in both)

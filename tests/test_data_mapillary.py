@@ -6,7 +6,7 @@ from PIL import Image
 
 from dada import DadaError
 from dada.data import build_dataset
-from dada.data.formats import write_mapillary
+from dada.data.mapillary import write_mapillary
 from dada.data.transforms import letterbox_shape
 
 MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], dtype=np.float32)

@@ -7,8 +7,10 @@ import pytest
 from PIL import Image
 
 from dada.data import build_dataset
+from dada.data.cityscapes import write_cityscapes
 from dada.data.classes import CITYSCAPES_TO_16, MAPILLARY_TO_7, SYNTHIA_TO_16
-from dada.data.formats import write_cityscapes, write_mapillary, write_synthia
+from dada.data.mapillary import write_mapillary
+from dada.data.synthia import write_synthia
 
 IMG_MEAN = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
 

@@ -8,8 +8,9 @@ from PIL import Image
 
 from dada import DadaError
 from dada.data import build_dataset
-from dada.data.formats import synthia_label_png, write_synthia
 from dada.data.readers import anydepth_gray
+from dada.data.synthia import label_png as synthia_label_png
+from dada.data.synthia import write_synthia
 
 MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], dtype=np.float32)
 

@@ -5,8 +5,11 @@ import yaml
 from PIL import Image
 
 from dada import cli
+from dada.data.cityscapes import write_cityscapes
 from dada.data.doctor import diagnose
-from dada.data.formats import synthia_label_png, write_cityscapes, write_mapillary, write_synthia
+from dada.data.mapillary import write_mapillary
+from dada.data.synthia import label_png as synthia_label_png
+from dada.data.synthia import write_synthia
 from dada.io import write_image
 
 IDS = np.array([[3, 3, 8, 1], [4, 2, 21, 1], [3, 10, 6, 1]], dtype=np.uint16)

@@ -16,7 +16,7 @@ def _image(rng: np.random.Generator) -> np.ndarray:
 
 
 def make_synthia(root: Path, count: int = 4, seed: int = 0) -> Path:
-    from dada.data.formats import write_synthia
+    from dada.data.synthia import write_synthia
 
     rng = np.random.default_rng(seed)
     raw_ids = sorted(SYNTHIA_TO_16)
@@ -28,7 +28,7 @@ def make_synthia(root: Path, count: int = 4, seed: int = 0) -> Path:
 
 
 def make_cityscapes(root: Path, count: int = 4, seed: int = 1) -> Path:
-    from dada.data.formats import write_cityscapes
+    from dada.data.cityscapes import write_cityscapes
 
     rng = np.random.default_rng(seed)
     label_ids = sorted(CITYSCAPES_TO_16)
@@ -40,7 +40,7 @@ def make_cityscapes(root: Path, count: int = 4, seed: int = 1) -> Path:
 
 
 def make_mapillary(root: Path, count: int = 4, seed: int = 2) -> Path:
-    from dada.data.formats import write_mapillary
+    from dada.data.mapillary import write_mapillary
 
     rng = np.random.default_rng(seed)
     for split, n in (("training", count), ("validation", 2)):

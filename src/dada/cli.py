@@ -19,18 +19,19 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p.add_argument("root", help="the dataset's root folder")
     p.add_argument("--spec", help="folder datasets: the YAML spec (default ROOT/dataset.yaml)")
     p.add_argument("--samples", type=int, default=3, help="items fully decoded per split (default 3)")
+    p.add_argument("--all", action="store_true", help="decode every item (slow; finds truncated files)")
     p.set_defaults(func=_run_doctor)
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
     from dada.data.doctor import run_doctor
 
-    return run_doctor(args.dataset, args.root, spec=args.spec, samples=args.samples)
+    return run_doctor(args.dataset, args.root, spec=args.spec, samples=None if args.all else args.samples)
 
 
 # ------------------------------------------------------------------------------------- make-benchmark
 def _add_make_benchmark(sub: argparse._SubParsersAction) -> None:
-    from dada.data.benchmark import DEFAULTS
+    from dada.benchmark import DEFAULTS
 
     p = sub.add_parser("make-benchmark", help="generate the built-in SYNTHIA→Cityscapes-like benchmark")
     p.add_argument("out", help="output folder (must not exist or be empty, unless --force)")
@@ -56,7 +57,7 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from dada.data.benchmark import make_benchmark
+    from dada.benchmark import make_benchmark
 
     start = time.perf_counter()
     total = args.num_source + args.num_target_train + args.num_target_val

@@ -28,7 +28,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from dada.errors import DadaError
 
 #: ``data.*.root`` value that stands for the built-in benchmark (generated or reused by
-#: ``dada.data.benchmark.ensure_benchmark``); its ``source/`` or ``target/`` sub-folder is used.
+#: ``dada.benchmark.ensure_benchmark``); its ``source/`` or ``target/`` sub-folder is used.
 BENCHMARK_ROOT = "@benchmark"
 
 #: Discriminator inputs a method may adapt on (one discriminator each).
@@ -65,7 +65,7 @@ class DatasetConfig:
 
 @dataclass
 class BenchmarkConfig:
-    """The built-in benchmark behind ``@benchmark`` roots (``dada.data.benchmark.ensure_benchmark``);
+    """The built-in benchmark behind ``@benchmark`` roots (``dada.benchmark.ensure_benchmark``);
     null keeps the generator's default (1,000 source, 1,000 + 250 target images at 128×256)."""
 
     seed: int | None = None

@@ -1,6 +1,6 @@
 """``dada demo``: the whole method on the built-in benchmark, in minutes on a laptop CPU.
 
-1. generate (or reuse) the built-in benchmark (``dada.data.benchmark``);
+1. generate (or reuse) the built-in benchmark (``dada.benchmark``);
 2. train S1 (source only), S2 (AdvEnt) and S7 (DADA) with the ``benchmark_*`` presets: same seed, same
    schedule, same data order;
 3. evaluate each on the target validation images; S2 and S7 against S1 (negative transfer rate), S7
@@ -45,8 +45,8 @@ def _prepare_benchmark(cfg) -> None:
     training does not sit silently while it is made."""
     from tqdm import tqdm
 
+    from dada.benchmark import ensure_benchmark
     from dada.config import to_dict
-    from dada.data.benchmark import ensure_benchmark
 
     params = {k: v for k, v in to_dict(cfg.data.benchmark).items() if v is not None}
     _say("generating (or reusing) the built-in benchmark")

@@ -19,15 +19,21 @@ import numpy as np
 import yaml
 
 from dada.data import classes
-from dada.data.classes import IGNORE_INDEX
-from dada.data.datasets import (
+from dada.data.base import (
     INVERSE_DEPTH_SCALE,
     MAX_RAW_DEPTH,
+    WRITER,
+    Findings,
     Record,
+    SampleWriter,
     SegmentationDataset,
-    _check_paired,
+    SplitFiles,
+    check_paired,
+    files_by_key,
+    missing_folder,
 )
-from dada.data.readers import list_files, open_pil, read_png16, require_dir
+from dada.data.classes import IGNORE_INDEX
+from dada.data.readers import IMAGE_SUFFIXES, list_files, open_pil, read_png16, require_dir
 from dada.errors import DadaError
 
 SPEC_NAME = "dataset.yaml"
@@ -256,7 +262,7 @@ class FolderDataset(SegmentationDataset):
         label_files: dict[str, str] = {}
         if self.use_labels and (self.root / "labels").is_dir():
             label_files = {os.path.splitext(n)[0]: n for n in list_files(self.root / "labels")}
-            _check_paired(stems, self.root / "labels", set(label_files), "label")
+            check_paired(stems, self.root / "labels", set(label_files), "label")
         depth_files: dict[str, str] = {}
         if self.use_depth:
             depth_dir = require_dir(self.root / "depth",
@@ -266,7 +272,7 @@ class FolderDataset(SegmentationDataset):
                                 f"(format, kind, scale)")
             suffixes = DEPTH_SUFFIXES[self.spec.depth_format]
             depth_files = {os.path.splitext(n)[0]: n for n in list_files(depth_dir, suffixes)}
-            _check_paired(stems, depth_dir, set(depth_files), "depth")
+            check_paired(stems, depth_dir, set(depth_files), "depth")
         return [Record(n, self.root / "images" / n,
                        self.root / "labels" / label_files[s] if label_files else None,
                        self.root / "depth" / depth_files[s] if depth_files else None)
@@ -277,3 +283,55 @@ class FolderDataset(SegmentationDataset):
 
     def _read_depth(self, record: Record) -> np.ndarray:
         return self.spec.read_inverse_depth(record.depth)
+
+    @classmethod
+    def survey(cls, root: Path, report: Findings, spec: Any = None) -> list[SplitFiles]:
+        try:
+            data, source = load_spec(spec, root)
+            parsed = FolderSpec(data, source, int(data.get("num_classes", 16)))
+        except DadaError as error:
+            report.problems.append(str(error))
+            return []
+        report.add("spec", f"{source}: {parsed.class_set.num_classes} classes, labels as "
+                   f"{parsed.label_format}" + (f", depth {parsed.depth_format} ({parsed.depth_kind})"
+                                               if parsed.has_depth_spec else ""))
+        if missing_folder(root / "images", root, report, "a folder dataset holds images/, optional labels/ "
+                                                         "and depth/"):
+            return []
+        files = SplitFiles("all", files_by_key(root / "images", IMAGE_SUFFIXES, _stem))
+        if (root / "labels").is_dir():
+            files.labels, files.label_folder = files_by_key(root / "labels", IMAGE_SUFFIXES, _stem), "labels/"
+        if (root / "depth").is_dir():
+            files.depth = files_by_key(root / "depth", DEPTH_SUFFIXES[parsed.depth_format], _stem)
+            files.depth_folder = "depth/"
+            if not parsed.has_depth_spec:
+                report.problems.append(f"depth/ exists but {source} has no 'depth' section saying how it "
+                                       f"is encoded")
+        return [files]
+
+
+def _stem(name: str) -> str:
+    return os.path.splitext(name)[0]
+
+
+# ---------------------------------------------------------------------------------------------- writer
+def write_folder(root: str | os.PathLike, name: str, rgb: np.ndarray, label: np.ndarray | None = None,
+                 depth: np.ndarray | None = None, *, spec: Mapping | None = None,
+                 writer: SampleWriter = WRITER) -> None:
+    """One sample of a folder dataset: ``images/<name>`` (8-bit RGB), ``labels/<stem>.png`` (an H×W
+    id array, 8 or 16 bit, or an H×W×3 RGB colour array) and ``depth/<stem>.npy`` (depth as the spec's
+    ``npy`` format reads it); ``spec`` (a mapping) is written to ``ROOT/dataset.yaml``."""
+    root = Path(root)
+    stem = _stem(name)
+    writer.rgb(root / "images" / name, rgb)
+    if label is not None:
+        label = np.asarray(label)
+        writer.png(root / "labels" / f"{stem}.png", label[..., ::-1] if label.ndim == 3 else label)
+    if depth is not None:
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(depth), allow_pickle=False)
+        writer.write(root / "depth" / f"{stem}.npy", buffer.getvalue())
+    if spec is not None:
+        writer.write(root / SPEC_NAME, yaml.safe_dump(dict(spec)).encode())

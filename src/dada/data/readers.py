@@ -142,6 +142,31 @@ def read_png16(path: Path, what: str) -> np.ndarray:
     return array
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type → channels (palette: one index)
+
+
+def png_header(path: Path, what: str = "image") -> tuple[int, int, int, int]:
+    """(H, W, bit depth, channels) from a PNG's IHDR chunk (the first 33 bytes); DadaError naming the
+    file when it is missing, empty or not a PNG."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(33)
+    except FileNotFoundError:
+        raise DadaError(f"{what} file {path} is missing: restore it, or remove its name from the "
+                        f"split's list file") from None
+    except OSError as error:
+        raise DadaError(f"cannot read {what} file {path}: {error.strerror or error}") from None
+    if not head:
+        raise DadaError(f"{what} file {path} is empty (0 bytes): re-extract it from the dataset archive")
+    if len(head) < 33 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR" \
+            or head[25] not in _PNG_CHANNELS:
+        raise DadaError(f"{what} file {path} is not a readable PNG (bad header): it is truncated or not a "
+                        f"PNG; re-extract it from the dataset archive")
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return height, width, int(head[24]), _PNG_CHANNELS[head[25]]
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(H, W) from the file header only (Pillow, lazy); DadaError if it is not an image."""
     try:

@@ -8,14 +8,12 @@ reads exactly the items the uninterrupted run would have read, whatever the numb
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dada.config import BENCHMARK_ROOT, to_dict
 from dada.errors import DadaError
 
 DOMAINS = {"source": 0, "target": 1}
@@ -39,27 +37,16 @@ class ResumableSampler(Sampler[int]):
             epoch, position = epoch + 1, 0
 
 
-def dataset_root(cfg: DictConfig, part: str) -> Path:
-    """``data.<part>.root``; ``@benchmark`` is the built-in benchmark, generated on first use."""
-    root = cfg.data[part].root
-    if root is None:
-        raise DadaError(f"data.{part}.root is not set: give the {cfg.data[part].name} folder, e.g. "
-                        f"data.{part}.root=/data/{cfg.data[part].name}, or {BENCHMARK_ROOT} for the "
-                        f"built-in benchmark")
-    from dada.data.benchmark import resolve_root
-
-    return resolve_root(root, part, to_dict(cfg.data.benchmark))
-
-
 def build_part(cfg: DictConfig, part: str) -> Dataset:
     """The dataset of ``data.<part>`` (source: labels and depth; target: images only; val: native labels)."""
+    from dada.benchmark import resolve_root
     from dada.data import build_dataset
 
     spec = cfg.data[part]
     options = {"source": dict(depth=cfg.method.depth_supervision, labels=True, label_size="input"),
                "target": dict(depth=False, labels=False, label_size="input"),
                "val": dict(depth=False, labels=True, label_size="native")}[part]
-    return build_dataset(spec.name, dataset_root(cfg, part), spec.split, cfg.model.num_classes,
+    return build_dataset(spec.name, resolve_root(spec.root, part, cfg), spec.split, cfg.model.num_classes,
                          size=list(spec.size) if spec.size is not None else None,
                          preprocess=cfg.data.preprocess, fraction=spec.fraction, seed=cfg.seed,
                          list_file=spec.list_file, spec=spec.spec, **options)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dada.benchmark import resolve_root
 from dada.devices import resolve_device
 from dada.errors import DadaError
 from dada.evaluation.evaluator import EvalResult, evaluate_segmenter
@@ -34,14 +35,6 @@ _ITER = re.compile(r"^iter_(\d+)\.pt$")
 
 
 # ------------------------------------------------------------------------------------------ inputs
-def resolve_root(root: str | os.PathLike, part: str = "val", config: Mapping | None = None) -> Path:
-    """A dataset root; ``@benchmark`` is the built-in benchmark with the parameters of ``config``'s
-    ``data.benchmark`` (``source/`` for the source, else ``target/``), generated on first use."""
-    from dada.data.benchmark import resolve_root as resolve
-
-    return resolve(root, part, ((config or {}).get("data") or {}).get("benchmark"))
-
-
 def data_settings(info: Mapping, *, dataset: str | None = None, root: str | os.PathLike | None = None,
                   split: str | None = None, size: Sequence[int] | None | str = "config",
                   preprocess: str | None = None, list_file: str | None = None) -> dict:

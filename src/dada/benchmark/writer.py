@@ -1,28 +1,22 @@
-"""The built-in benchmark: a miniature SYNTHIA→Cityscapes generated on the user's machine.
+"""Writing the built-in benchmark: a miniature SYNTHIA→Cityscapes generated on the user's machine.
 
-``make_benchmark(out)`` writes
+``make_benchmark(out)`` writes, through the datasets' own writers (:mod:`dada.data.synthia`,
+:mod:`dada.data.cityscapes`, so the files are what the readers read):
 
-* ``OUT/source/``: SYNTHIA-RAND-CITYSCAPES layout and formats: ``RGB/0000000.png`` (8-bit RGB),
-  ``GT/LABELS/0000000.png`` (16-bit, 3 channels: raw SYNTHIA class id in the first channel in RGB order,
-  i.e. OpenCV BGR index 2, instance id in the second), ``Depth/0000000.png`` (16-bit, 3 equal channels:
-  depth in centimetres, clipped to 65535, so OpenCV's IMREAD_ANYDEPTH grayscale is exact), ``train.txt``
-  and ``val.txt`` (file names; every 10th image is held out for validation);
-* ``OUT/target/``: Cityscapes layout and formats for ``train`` and ``val``:
-  ``leftImg8bit/<split>/<city>/<city>_000000_NNNNNN_leftImg8bit.png``,
-  ``gtFine/<split>/<city>/..._gtFine_labelIds.png`` (8-bit Cityscapes labelIds; train labels too, for
-  oracle models only) and ``disparity/<split>/<city>/..._disparity.png`` (16-bit, p = 256·d + 1, 0 invalid);
+* ``OUT/source/``: the SYNTHIA-RAND-CITYSCAPES layout, with raw ``GT/LABELS`` (class and instance ids)
+  and ``Depth`` in centimetres; ``train.txt`` and ``val.txt`` (every 10th image is held out);
+* ``OUT/target/``: the Cityscapes layout for ``train`` and ``val``: images, labelIds (train labels too,
+  for oracle models only) and disparity from the exact depth, ``d = f·B / Z``;
 * ``OUT/preview.png`` and ``OUT/benchmark.json`` (parameters, counts, generator version, per-class pixel
   frequencies).
 
-Scenes come from :mod:`dada.data.benchmark_render`. Each image has its own seed
-(``SeedSequence([seed, domain, index])``), so the output does not depend on the number of workers; the
-folder is built under a temporary name and renamed when complete. See ``docs/benchmark.md``.
+Each image has its own seed (``SeedSequence([seed, domain, index])``), so the output does not depend on
+the number of workers; the folder is built under a temporary name and renamed when complete. See
+``docs/benchmark.md``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import multiprocessing
 import os
@@ -34,7 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dada.data.benchmark_render import EGO, FAR, SOURCE_STYLE, TARGET_STYLE, render, sample_scene
+from dada.benchmark.scene import sample_scene
+from dada.benchmark.shading import render
+from dada.benchmark.styles import SOURCE_STYLE, TARGET_STYLE
+from dada.benchmark.world import EGO, FAR
+from dada.data import cityscapes, synthia
+from dada.data.base import SampleWriter
 from dada.data.classes import CITYSCAPES_LABEL_IDS, CLASSES_16, SYNTHIA_IDS, SYNTHIA_TO_16
 from dada.errors import DadaError
 from dada.io import write_image, write_json
@@ -46,7 +45,6 @@ BASELINE = 0.209313
 TRAIN_CITIES = ("aachen", "bochum", "bremen", "cologne", "darmstadt")
 VAL_CITIES = ("frankfurt", "lindau", "munster")
 SOURCE_VAL_EVERY = 10
-_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 _DOMAINS = {"source": 0, "target_train": 1, "target_val": 2}
 
 
@@ -98,37 +96,24 @@ def target_stem(split: str, index: int) -> tuple[str, str]:
     return city, f"{city}_000000_{index:06d}"
 
 
-def _encode(path: Path, image: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", image, _PNG)
-    if not ok:
-        raise DadaError(f"could not encode {path}")
-    path.write_bytes(data.tobytes())
+#: files go straight into the temporary folder (renamed when complete), PNG compression 1 (fast)
+WRITER = SampleWriter(atomic=False, png_compression=1)
 
 
 def _write_one(root: Path, seed: int, domain: str, index: int, size: tuple[int, int]) -> np.ndarray:
     """Render and write one image with its labels and depth; returns the histogram of raw ids."""
     rgb, geo = generate_sample(seed, domain, index, size)
     if domain == "source":
-        name = source_name(index)
-        _encode(root / "source" / "RGB" / name, rgb[..., ::-1])
-        labels = np.zeros(rgb.shape, np.uint16)
-        labels[..., 2] = geo.label
-        labels[..., 1] = geo.inst
-        _encode(root / "source" / "GT" / "LABELS" / name, labels)
-        cm = np.clip(np.rint(geo.depth * 100.0), 0, 65535).astype(np.uint16)
-        _encode(root / "source" / "Depth" / name, np.repeat(cm[..., None], 3, axis=2))
+        synthia.write_synthia(root / "source", source_name(index), rgb, geo.label,
+                              synthia.centimetres(geo.depth), instance_ids=geo.inst, writer=WRITER)
     else:
         split = "train" if domain == "target_train" else "val"
         city, stem = target_stem(split, index)
-        t = root / "target"
-        _encode(t / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", rgb[..., ::-1])
-        _encode(t / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", SYN_TO_CS[geo.label])
-        focal = geo.focal
         valid = (geo.depth > 0) & (geo.depth < FAR)
         with np.errstate(divide="ignore"):
-            disp = np.where(valid, focal * BASELINE / np.where(valid, geo.depth, 1.0), 0.0)
-        p = np.where(valid, np.clip(np.rint(disp * 256.0) + 1, 1, 65535), 0).astype(np.uint16)
-        _encode(t / "disparity" / split / city / f"{stem}_disparity.png", p)
+            disparity = np.where(valid, geo.focal * BASELINE / np.where(valid, geo.depth, 1.0), 0.0)
+        cityscapes.write_cityscapes(root / "target", split, city, stem, rgb, SYN_TO_CS[geo.label],
+                                    cityscapes.disparity_png(disparity, valid), writer=WRITER)
     return np.bincount(geo.label.ravel(), minlength=256)
 
 
@@ -148,7 +133,7 @@ def _jobs(root: Path, seed: int, counts: dict[str, int], size, chunk: int) -> li
     return jobs
 
 
-def _check_params(num_source: int, num_target_train: int, num_target_val: int, size) -> tuple[int, int]:
+def check_params(num_source: int, num_target_train: int, num_target_val: int, size) -> tuple[int, int]:
     if min(num_source, num_target_train, num_target_val) < 0:
         raise DadaError("image counts must be >= 0")
     if num_source < 2 or num_target_val < 1:
@@ -181,7 +166,7 @@ def make_benchmark(
     without it an existing non-empty ``out`` is an error. Returns ``out``.
     """
     out = Path(out)
-    size = _check_params(num_source, num_target_train, num_target_val, size)
+    size = check_params(num_source, num_target_train, num_target_val, size)
     occupied = (out.is_dir() and any(out.iterdir())) or (out.exists() and not out.is_dir())
     if occupied and not overwrite:
         raise DadaError(f"{out} exists and is not empty: remove it, choose another folder or use --force")
@@ -224,8 +209,8 @@ def make_benchmark(
         names = [source_name(i) for i in range(num_source)]
         val = [n for i, n in enumerate(names) if i % SOURCE_VAL_EVERY == SOURCE_VAL_EVERY - 1]
         train = [n for i, n in enumerate(names) if i % SOURCE_VAL_EVERY != SOURCE_VAL_EVERY - 1]
-        (tmp / "source" / "train.txt").write_text("".join(n + "\n" for n in train))
-        (tmp / "source" / "val.txt").write_text("".join(n + "\n" for n in val))
+        synthia.write_list(tmp / "source", "train", train)
+        synthia.write_list(tmp / "source", "val", val)
         if preview:
             write_preview(tmp / "preview.png", seed, size)
         write_json(tmp / "benchmark.json", _summary(seed, counts, size, hists, len(train), len(val)))
@@ -286,62 +271,3 @@ def write_preview(path: Path, seed: int, size, rows: int = 4) -> None:
         tiles.append(np.concatenate(row[:3] + [sep] + row[3:], axis=1))
     grid = np.concatenate([np.concatenate([t, np.full((2, t.shape[1], 3), 255, np.uint8)]) for t in tiles])
     write_image(path, np.ascontiguousarray(grid[..., ::-1]))
-
-
-# ------------------------------------------------------------------------------------------- caching
-def benchmark_params(**params) -> dict:
-    """The full parameter set (defaults filled in) that identifies a generated benchmark."""
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise DadaError(f"unknown benchmark parameter(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-    p["size"] = list(_check_params(p["num_source"], p["num_target_train"], p["num_target_val"], p["size"]))
-    p = {k: (int(v) if k != "size" else v) for k, v in p.items()}
-    return {**p, "generator_version": GENERATOR_VERSION}
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("DADA_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "dada-seg"
-
-
-def ensure_benchmark(
-    cache_dir: str | os.PathLike | None = None,
-    workers: int = 2,
-    progress: Callable[[int, int], None] | None = None,
-    **params,
-) -> Path:
-    """The benchmark for ``params`` (see :data:`DEFAULTS`) in ``cache_dir`` (default ``$DADA_CACHE`` or
-    ``~/.cache/dada-seg``), folder ``benchmark-<hash of the parameters>``: generated when missing, reused
-    when present (complete folders only: they appear by an atomic rename)."""
-    p = benchmark_params(**params)
-    key = hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest()[:12]
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    out = root / f"benchmark-{key}"
-    if (out / "benchmark.json").is_file():
-        return out
-    args = {k: v for k, v in p.items() if k != "generator_version"}
-    try:
-        make_benchmark(out, workers=workers, progress=progress, overwrite=False, **args)
-    except DadaError:
-        if (out / "benchmark.json").is_file():  # another process finished it first
-            return out
-        raise
-    except OSError:
-        if (out / "benchmark.json").is_file():
-            return out
-        raise
-    return out
-
-
-def resolve_root(root: str | os.PathLike, part: str, params: dict | None = None) -> Path:
-    """A dataset root from a config: ``@benchmark`` stands for the built-in benchmark with ``params``
-    (``data.benchmark`` of the config; None values keep the defaults), generated on first use: its
-    ``source/`` folder for ``part == "source"``, else ``target/``. Any other root is returned as is."""
-    from dada.config import BENCHMARK_ROOT
-
-    if str(root) != BENCHMARK_ROOT:
-        return Path(root)
-    chosen = {k: v for k, v in (params or {}).items() if v is not None}
-    folder = ensure_benchmark(**chosen)
-    return Path(folder) / ("source" if part == "source" else "target")

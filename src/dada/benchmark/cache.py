@@ -1,0 +1,81 @@
+"""The benchmark behind ``@benchmark`` dataset roots: generated once per parameter set into a cache
+folder and reused (:func:`ensure_benchmark`); :func:`resolve_root` turns a configured root into a folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from dada.benchmark import writer
+from dada.benchmark.writer import DEFAULTS, GENERATOR_VERSION, check_params
+from dada.errors import DadaError
+
+
+def benchmark_params(**params) -> dict:
+    """The full parameter set (defaults filled in) that identifies a generated benchmark."""
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise DadaError(f"unknown benchmark parameter(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    p["size"] = list(check_params(p["num_source"], p["num_target_train"], p["num_target_val"], p["size"]))
+    p = {k: (int(v) if k != "size" else v) for k, v in p.items()}
+    return {**p, "generator_version": GENERATOR_VERSION}
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("DADA_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "dada-seg"
+
+
+def ensure_benchmark(
+    cache_dir: str | os.PathLike | None = None,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    **params,
+) -> Path:
+    """The benchmark for ``params`` (see :data:`DEFAULTS`) in ``cache_dir`` (default ``$DADA_CACHE`` or
+    ``~/.cache/dada-seg``), folder ``benchmark-<hash of the parameters>``: generated when missing, reused
+    when present (complete folders only: they appear by an atomic rename)."""
+    p = benchmark_params(**params)
+    key = hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest()[:12]
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    out = root / f"benchmark-{key}"
+    if (out / "benchmark.json").is_file():
+        return out
+    args = {k: v for k, v in p.items() if k != "generator_version"}
+    try:
+        writer.make_benchmark(out, workers=workers, progress=progress, overwrite=False, **args)
+    except DadaError:
+        if (out / "benchmark.json").is_file():  # another process finished it first
+            return out
+        raise
+    except OSError:
+        if (out / "benchmark.json").is_file():
+            return out
+        raise
+    return out
+
+
+def resolve_root(root: str | os.PathLike | None, part: str, config: Mapping | None = None) -> Path:
+    """The folder of a configured dataset root ``data.<part>.root``: ``@benchmark`` stands for the
+    built-in benchmark with the parameters of ``config``'s ``data.benchmark`` (the run's config, a dict or
+    a DictConfig; None values keep the defaults), generated on first use: its ``source/`` folder for
+    ``part == "source"``, else ``target/``. Any other root is returned as is; None is an error."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from dada.config import BENCHMARK_ROOT
+
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)
+    data = (config or {}).get("data") or {}
+    if root is None:
+        name = (data.get(part) or {}).get("name") or "dataset"
+        raise DadaError(f"data.{part}.root is not set: give the {name} folder, e.g. "
+                        f"data.{part}.root=/data/{name}, or {BENCHMARK_ROOT} for the built-in benchmark")
+    if str(root) != BENCHMARK_ROOT:
+        return Path(root)
+    chosen = {k: v for k, v in (data.get("benchmark") or {}).items() if v is not None}
+    return Path(ensure_benchmark(**chosen)) / ("source" if part == "source" else "target")
