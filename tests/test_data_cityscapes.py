@@ -109,3 +109,20 @@ def test_bad_cityscapes_input(cityscapes_root):
     with pytest.raises(DadaError, match="labels=False"):
         build_dataset("cityscapes", cityscapes_root, "val", 16)
     assert len(build_dataset("cityscapes", cityscapes_root, "val", 16, labels=False)) == 2
+
+
+def test_disparity_and_labels_of_the_wrong_format_are_refused(cityscapes_root):
+    import cv2
+
+    folder = cityscapes_root / "disparity/val/lindau"
+    cv2.imwrite(str(folder / "lindau_000000_000019_disparity.png"), (DISPARITY // 257).astype(np.uint8))
+    ds = build_dataset("cityscapes", cityscapes_root, "val", 16, depth=True, label_size="native")
+    ds[0]  # frankfurt: still 16 bit
+    with pytest.raises(DadaError, match=r"lindau_000000_000019_disparity.png is a 8-bit PNG with 1 "
+                                        r"channel\(s\), expected 16-bit"):
+        ds[1]
+    label = cityscapes_root / "gtFine/val/lindau/lindau_000000_000019_gtFine_labelIds.png"
+    cv2.imwrite(str(label), np.repeat(LABEL_IDS[:, :, None], 3, axis=2))  # a colour-like 3-channel file
+    with pytest.raises(DadaError, match=r"labelIds.png is a 8-bit PNG with 3 channel\(s\), expected 8-bit "
+                                        r"with 1 channel"):
+        build_dataset("cityscapes", cityscapes_root, "val", 16, label_size="native")[1]

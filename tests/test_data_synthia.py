@@ -225,3 +225,17 @@ def test_items_batch_through_a_dataloader(synthia_root):
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
     assert batch["image"].shape == (2, 3, 4, 6) and batch["label"].shape == (2, 4, 6)
     assert batch["depth"].shape == (2, 1, 4, 6) and batch["name"] == ["0000000.png", "0000001.png"]
+
+
+def test_depth_or_labels_of_the_wrong_bit_depth_are_refused_naming_the_file(synthia_root):
+    """An 8-bit conversion of the 16-bit centimetre depth would train with depth ~250× off."""
+    depth8 = (depth_bgr() // 257).astype(np.uint8)
+    cv2.imwrite(str(synthia_root / "Depth/0000001.png"), depth8)
+    ds = build_dataset("synthia", synthia_root, "all", 16, depth=True)
+    assert ds[0]["depth"].shape == (1, 4, 6)  # the 16-bit file still reads
+    with pytest.raises(DadaError, match=r"Depth/0000001.png is a 8-bit PNG with 3 channel\(s\), expected "
+                                        r"16-bit .*centimetres"):
+        ds[1]
+    cv2.imwrite(str(synthia_root / "GT/LABELS/0000000.png"), synthia_label_png(RAW_IDS).astype(np.uint8))
+    with pytest.raises(DadaError, match=r"GT/LABELS/0000000.png is a 8-bit PNG .* expected 16-bit"):
+        build_dataset("synthia", synthia_root, "all", 16)[0]

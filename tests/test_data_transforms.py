@@ -19,13 +19,43 @@ def test_caffe_and_imagenet_preprocessing_by_hand():
                                                         (128 / 255 - 0.406) / 0.225], rel=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["caffe", "imagenet"])
+@pytest.mark.parametrize("mode", ["caffe", "imagenet", "lite"])
 def test_denormalize_inverts_preprocessing(mode):
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3)).astype(np.uint8)
     tensor = preprocess_image(rgb, mode)
     np.testing.assert_array_equal(denormalize(tensor, mode), rgb)
     batch = torch.stack([tensor, tensor])
     assert denormalize(batch, mode).shape == (2, 5, 7, 3)
+
+
+def test_lite_preprocessing_by_hand():
+    rgb = np.array([[[0, 127, 255]]], dtype=np.uint8)
+    lite = preprocess_image(rgb, "lite")
+    assert lite[:, 0, 0].tolist() == [-127 / 128, 0.0, 1.0]  # RGB order, (x − 127) / 128
+
+
+def test_augment_config_keys_reach_the_training_datasets(tmp_path):
+    from test_train_data import tiny_overrides
+
+    from dada.config import load_config
+    from dada.engine.data import build_part
+
+    base = tiny_overrides(tmp_path, "tiny")
+    plain = build_part(load_config("benchmark_dada", base), "source")
+    assert plain.augment is None  # off by default, as in the paper
+    cfg = load_config("benchmark_dada", [*base, "data.source.augment.crop=[16,24]",
+                                         "data.source.augment.flip=true", "data.source.augment.scale=[1,2]",
+                                         "data.target.augment.flip=true", "data.preprocess=lite"])
+    source, target = build_part(cfg, "source"), build_part(cfg, "target")
+    assert source.augment == {"crop": (16, 24), "flip": True, "scale": (1.0, 2.0)}
+    assert target.augment == {"flip": True} and source.preprocess == "lite"
+    item = source[0]
+    assert item["image"].shape == (3, 16, 24) and item["label"].shape == (16, 24)
+    assert item["depth"].shape == (1, 16, 24)
+    with pytest.raises(DadaError, match=r"data.source.augment.crop must be \[H, W\]"):
+        build_part(load_config("benchmark_dada", [*base, "data.source.augment.crop=[0,4]"]), "source")
+    with pytest.raises(DadaError, match="data.val.augment is set"):
+        build_part(load_config("benchmark_dada", [*base, "data.val.augment.flip=true"]), "val")
 
 
 def test_unknown_mode_and_bad_shapes():

@@ -132,3 +132,35 @@ def test_empty_or_binary_list_files_are_problems_not_crashes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "empty.txt names no files" in out
     assert "binary.txt is not UTF-8 text" in out
+
+
+def test_eight_bit_depth_is_a_problem_naming_the_file(tmp_path):
+    root = make_synthia(tmp_path / "synthia")
+    depth = np.arange(12, dtype=np.uint16).reshape(3, 4) * 20 + 10
+    write_image(root / "Depth/0000002.png", np.repeat(depth[:, :, None], 3, axis=2).astype(np.uint8))
+    report = diagnose("synthia", root)
+    assert not report.usable
+    problem = next(p for p in report.problems if "wrong format" in p)
+    assert problem.startswith("all: 1 file(s) of the wrong format (0000002.png); first: SYNTHIA depth file")
+    assert "Depth/0000002.png is a 8-bit PNG with 3 channel(s), expected 16-bit" in problem
+
+
+def test_all_decodes_every_file_and_says_how_many(tmp_path, capsys):
+    root = make_synthia(tmp_path / "synthia", count=6)
+    rgb_file = root / "RGB/0000002.png"
+    rgb_file.write_bytes(rgb_file.read_bytes()[:50])  # truncated: the header still reads
+    assert cli.main(["doctor", "synthia", str(root), "--samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "all: 2 of 6 items decoded (use --all to decode all 6)" in out
+    assert cli.main(["doctor", "synthia", str(root), "--all"]) == 2
+    out = capsys.readouterr().out
+    assert "all: 6 of 6 items decoded (every item), 1 failed" in out
+    assert "RGB/0000002.png is not a readable image" in out
+
+
+def test_a_root_that_is_a_file_is_named_as_such(tmp_path, capsys):
+    root = tmp_path / "synthia.zip"
+    root.write_bytes(b"PK")
+    assert cli.main(["doctor", "synthia", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "does not exist" not in err

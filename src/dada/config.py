@@ -52,6 +52,16 @@ class ModelConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training augmentations (``dada.data.transforms.apply_augment``), applied alike to the image, label
+    and depth of source and target items. Off in every paper preset: the official code uses none."""
+
+    scale: list[float] | None = None  # [low, high]: a random rescale factor in this range
+    crop: list[int] | None = None  # [H, W]: a random crop (padded with label 255 where larger)
+    flip: bool = False  # a random horizontal flip (probability 0.5)
+
+
+@dataclass
 class DatasetConfig:
     name: str = "synthia"
     root: str | None = None  # a folder, or "@benchmark" for the built-in benchmark
@@ -61,6 +71,7 @@ class DatasetConfig:
     batch_size: int = 1
     list_file: str | None = None
     spec: str | None = None  # the folder dataset's YAML
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training parts only (source, target)
 
 
 @dataclass
@@ -78,7 +89,7 @@ class BenchmarkConfig:
 
 @dataclass
 class DataConfig:
-    preprocess: str = "caffe"  # caffe (paper, official checkpoints) | imagenet
+    preprocess: str = "caffe"  # caffe (paper, official checkpoints) | imagenet | lite (EfficientNet-Lite)
     num_workers: int = 4
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     source: DatasetConfig = field(default_factory=lambda: DatasetConfig(

@@ -62,8 +62,10 @@ def ensure_benchmark(
 def resolve_root(root: str | os.PathLike | None, part: str, config: Mapping | None = None) -> Path:
     """The folder of a configured dataset root ``data.<part>.root``: ``@benchmark`` stands for the
     built-in benchmark with the parameters of ``config``'s ``data.benchmark`` (the run's config, a dict or
-    a DictConfig; None values keep the defaults), generated on first use: its ``source/`` folder for
-    ``part == "source"``, else ``target/``. Any other root is returned as is; None is an error."""
+    a DictConfig; None values keep the defaults), generated on first use: its SYNTHIA-format ``source/``
+    folder when ``data.<part>.name`` is ``synthia`` (without a config: when ``part`` is ``source``), else
+    its Cityscapes-format ``target/`` (so an oracle's Cityscapes "source" trains on ``target/``). Any other
+    root is returned as is; None is an error."""
     from omegaconf import DictConfig, OmegaConf
 
     from dada.config import BENCHMARK_ROOT
@@ -78,4 +80,6 @@ def resolve_root(root: str | os.PathLike | None, part: str, config: Mapping | No
     if str(root) != BENCHMARK_ROOT:
         return Path(root)
     chosen = {k: v for k, v in (data.get("benchmark") or {}).items() if v is not None}
-    return Path(ensure_benchmark(**chosen)) / ("source" if part == "source" else "target")
+    name = (data.get(part) or {}).get("name")
+    synthia = name == "synthia" if name else part == "source"
+    return Path(ensure_benchmark(**chosen)) / ("source" if synthia else "target")

@@ -1,4 +1,4 @@
-"""Image preprocessing (``caffe`` | ``imagenet``), its inverse, resizing as the official loaders, and
+"""Image preprocessing (``caffe`` | ``imagenet`` | ``lite``), its inverse, resizing as the official loaders, and
 optional augmentations.
 
 Resizing uses the libraries the official DADA/ADVENT loaders use, so that the arrays are identical to
@@ -22,13 +22,16 @@ from dada.errors import DadaError
 CAFFE_MEAN_BGR = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
 IMAGENET_MEAN_RGB = np.array((0.485, 0.456, 0.406), dtype=np.float32)
 IMAGENET_STD_RGB = np.array((0.229, 0.224, 0.225), dtype=np.float32)
-PREPROCESS_MODES = ("caffe", "imagenet")
+#: EfficientNet-Lite (TF-Lite reference): RGB, (x − 127) / 128.
+LITE_MEAN, LITE_SCALE = np.float32(127.0), np.float32(128.0)
+PREPROCESS_MODES = ("caffe", "imagenet", "lite")
 
 
 def check_mode(mode: str) -> str:
     if mode not in PREPROCESS_MODES:
-        raise DadaError(f"unknown preprocess mode {mode!r}: use 'caffe' (official checkpoints, the paper) "
-                        f"or 'imagenet'")
+        raise DadaError(f"unknown preprocess mode {mode!r} (data.preprocess / --preprocess): use 'caffe' "
+                        f"(official checkpoints, the paper, ResNet and VGG), 'imagenet' (torchvision) or "
+                        f"'lite' (EfficientNet-Lite)")
     return mode
 
 
@@ -37,6 +40,7 @@ def preprocess_image(rgb_uint8: np.ndarray, mode: str = "caffe") -> torch.Tensor
 
     ``caffe``: RGB→BGR, minus the Caffe mean (BGR), no /255, no std: the official pipeline.
     ``imagenet``: RGB, /255, minus mean, divided by std (torchvision convention).
+    ``lite``: RGB, (x − 127) / 128 (what the EfficientNet-Lite ImageNet weights expect).
     """
     check_mode(mode)
     rgb = np.asarray(rgb_uint8)
@@ -46,6 +50,10 @@ def preprocess_image(rgb_uint8: np.ndarray, mode: str = "caffe") -> torch.Tensor
     if mode == "caffe":
         image = np.ascontiguousarray(rgb.transpose(2, 0, 1)[::-1]).astype(np.float32)
         image -= CAFFE_MEAN_BGR[:, None, None]
+    elif mode == "lite":
+        image = np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32)
+        image -= LITE_MEAN
+        image /= LITE_SCALE
     else:
         image = np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32)
         image /= np.float32(255.0)
@@ -66,6 +74,8 @@ def denormalize(image_tensor: torch.Tensor | np.ndarray, mode: str = "caffe") ->
     image = np.moveaxis(image, -3, -1)  # ...×H×W×3
     if mode == "caffe":
         image = (image + CAFFE_MEAN_BGR)[..., ::-1]
+    elif mode == "lite":
+        image = image * LITE_SCALE + LITE_MEAN
     else:
         image = (image * IMAGENET_STD_RGB + IMAGENET_MEAN_RGB) * np.float32(255.0)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
@@ -130,8 +140,9 @@ def pad_to_aspect(label: np.ndarray, aspect_w_over_h: float, fill: int) -> np.nd
 AUGMENT_KEYS = ("scale", "crop", "flip")
 
 
-def check_augment(augment: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Validate an augmentation spec: ``{"scale": [lo, hi], "crop": [H, W], "flip": bool}`` (each optional).
+def check_augment(augment: Mapping[str, Any] | None, where: str = "augment") -> dict[str, Any] | None:
+    """Validate an augmentation spec: ``{"scale": [lo, hi], "crop": [H, W], "flip": bool}`` (each optional);
+    ``where`` names it in messages (e.g. ``data.source.augment``).
 
     Off (None or empty) in the paper presets: the official code uses no augmentation.
     """
@@ -140,16 +151,16 @@ def check_augment(augment: Mapping[str, Any] | None) -> dict[str, Any] | None:
     augment = dict(augment)
     unknown = sorted(set(augment) - set(AUGMENT_KEYS))
     if unknown:
-        raise DadaError(f"unknown augmentation key(s) {unknown}: use {list(AUGMENT_KEYS)}")
+        raise DadaError(f"unknown augmentation key(s) {unknown} in {where}: use {list(AUGMENT_KEYS)}")
     scale = augment.get("scale")
     if scale is not None:
         if len(scale) != 2 or not 0 < float(scale[0]) <= float(scale[1]):
-            raise DadaError(f"augment.scale must be [low, high] with 0 < low <= high, got {scale}")
+            raise DadaError(f"{where}.scale must be [low, high] with 0 < low <= high, got {list(scale)}")
         augment["scale"] = (float(scale[0]), float(scale[1]))
     crop = augment.get("crop")
     if crop is not None:
         if len(crop) != 2 or min(int(c) for c in crop) <= 0:
-            raise DadaError(f"augment.crop must be [H, W] with positive sizes, got {crop}")
+            raise DadaError(f"{where}.crop must be [H, W] with positive sizes, got {list(crop)}")
         augment["crop"] = (int(crop[0]), int(crop[1]))
     augment["flip"] = bool(augment.get("flip", False))
     return augment

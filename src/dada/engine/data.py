@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from dada.config import to_dict
 from dada.errors import DadaError
 
 DOMAINS = {"source": 0, "target": 1}
@@ -41,15 +42,21 @@ def build_part(cfg: DictConfig, part: str) -> Dataset:
     """The dataset of ``data.<part>`` (source: labels and depth; target: images only; val: native labels)."""
     from dada.benchmark import resolve_root
     from dada.data import build_dataset
+    from dada.data.transforms import check_augment
 
     spec = cfg.data[part]
     options = {"source": dict(depth=cfg.method.depth_supervision, labels=True, label_size="input"),
                "target": dict(depth=False, labels=False, label_size="input"),
                "val": dict(depth=False, labels=True, label_size="native")}[part]
+    chosen = {k: v for k, v in to_dict(spec.augment).items() if v is not None and v is not False}
+    augment = check_augment(chosen, f"data.{part}.augment")
+    if augment and part == "val":
+        raise DadaError("data.val.augment is set, but augmentations are for training (source, target): "
+                        "remove it")
     return build_dataset(spec.name, resolve_root(spec.root, part, cfg), spec.split, cfg.model.num_classes,
                          size=list(spec.size) if spec.size is not None else None,
                          preprocess=cfg.data.preprocess, fraction=spec.fraction, seed=cfg.seed,
-                         list_file=spec.list_file, spec=spec.spec, **options)
+                         list_file=spec.list_file, spec=spec.spec, augment=augment, **options)
 
 
 def infinite_loader(dataset: Dataset, cfg: DictConfig, part: str, start_item: int,
