@@ -35,10 +35,9 @@ def test_lite_preprocessing_by_hand():
 
 
 def test_augment_config_keys_reach_the_training_datasets(tmp_path):
-    from test_train_data import tiny_overrides
-
     from dada.config import load_config
     from dada.engine.data import build_part
+    from test_train_data import tiny_overrides
 
     base = tiny_overrides(tmp_path, "tiny")
     plain = build_part(load_config("benchmark_dada", base), "source")

@@ -213,7 +213,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--size", metavar="H,W", help="input size, or 'native' (default: the checkpoint's "
                    "data.val.size; 512,1024 for official state dicts)")
-    p.add_argument("--preprocess", help="caffe, imagenet or lite (EfficientNet-Lite); default: the checkpoint's")
+    p.add_argument("--preprocess", help="caffe, imagenet or lite (EfficientNet-Lite); default: the "
+                   "checkpoint's")
     p.set_defaults(func=_run_predict)
 
 

@@ -1,5 +1,5 @@
-"""Image preprocessing (``caffe`` | ``imagenet`` | ``lite``), its inverse, resizing as the official loaders, and
-optional augmentations.
+"""Image preprocessing (``caffe`` | ``imagenet`` | ``lite``), its inverse, resizing as the official
+loaders, and optional augmentations.
 
 Resizing uses the libraries the official DADA/ADVENT loaders use, so that the arrays are identical to
 theirs: Pillow bicubic for images, Pillow nearest for labels, OpenCV nearest for depth. Sizes are (H, W).
