@@ -57,7 +57,10 @@ def test_table3_switches(method, adversarial, depth_head, fusion, depth_loss, ha
     assert list(cfg.method.adversarial) == adversarial
     assert (cfg.model.depth_head, cfg.model.feature_fusion) == (depth_head, fusion)
     assert (cfg.method.depth_supervision, cfg.method.halve_d_loss) == (depth_loss, halved)
-    assert cfg.method.entropy_minimization == (method == "minent")
+    from dada.methods import METHODS, Adversarial, MinEnt, SourceOnly
+
+    expected = {"s1": SourceOnly, "minent": MinEnt}.get(method, Adversarial)
+    assert METHODS[cfg.method.name] is expected
 
 
 def test_aliases_and_settings():

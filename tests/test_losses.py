@@ -108,7 +108,7 @@ def test_depth_aware_adversarial_loss_reaches_the_depth_head():
     for name in ("enc4_1", "enc4_2", "enc4_3"):
         grad = getattr(net, name).weight.grad
         assert grad is not None and grad.abs().sum() > 0, name
-    assert net.conv1.weight.grad.abs().sum() > 0
+    assert net.backbone.conv1.weight.grad.abs().sum() > 0
     # detached inputs (discriminator step) leave the segmenter untouched
     net.zero_grad(set_to_none=True)
     for p in disc.parameters():

@@ -4,14 +4,15 @@ import pytest
 import torch
 
 from dada.models import (
-    ARCHS,
+    BACKBONES,
+    Backbone,
+    build_backbone,
     build_discriminator,
     build_segmenter,
     depth_block_widths,
     discriminator_output_size,
-    output_size,
 )
-from dada.models.resnet import FrozenAffineBatchNorm2d
+from dada.models.backbones.resnet import ARCHS, output_size
 
 PAPER_SIZES = [((512, 1024), (65, 129), (16, 32)), ((760, 1280), (96, 161), (23, 40)),
                ((768, 1024), (97, 129), (24, 32))]
@@ -28,7 +29,7 @@ def test_output_sizes_at_paper_inputs(r101_meta, size, expected, disc_expected):
     out = r101_meta(torch.empty(1, 3, *size, device="meta"))
     assert tuple(out.seg.shape) == (1, 16, *expected)
     assert tuple(out.depth.shape) == (1, 1, *expected)
-    assert output_size(size) == expected
+    assert output_size(size) == expected == r101_meta.output_size(size)
     with torch.device("meta"):
         disc = build_discriminator(16)
     assert tuple(disc(torch.empty(1, 16, *size, device="meta")).shape) == (1, 1, *disc_expected)
@@ -39,7 +40,9 @@ def test_output_sizes_at_paper_inputs(r101_meta, size, expected, disc_expected):
 def test_output_size_formula_matches_a_real_forward(size):
     net = build_segmenter("tiny", num_classes=3).eval()
     with torch.no_grad():
-        assert tuple(net(torch.zeros(1, 3, *size)).seg.shape[2:]) == output_size(size)
+        assert tuple(net(torch.zeros(1, 3, *size)).seg.shape[2:]) == output_size(size) == net.output_size(size)
+    # the base class's generic answer (a forward on the meta device) agrees with the closed formula
+    assert Backbone.output_size(net.backbone, size) == output_size(size)
 
 
 def test_resnet101_parameter_counts(r101_meta):
@@ -52,22 +55,22 @@ def test_resnet101_parameter_counts(r101_meta):
     assert backbone + head + 105_344 == 47_418_624  # frozen BN affine left out of the optimizer
     assert [g["lr"] for g in groups] == [2.5e-4, 2.5e-3] and [g["lr_mult"] for g in groups] == [1.0, 10.0]
     frozen = [n for n, p in r101_meta.named_parameters() if not p.requires_grad]
-    assert len(frozen) == 2 * 104 and all(".bn" in n or n.startswith("bn1") or "downsample.1" in n
-                                          for n in frozen)
+    assert len(frozen) == 2 * 104 and all(".bn" in n or "downsample.1" in n for n in frozen)
     with torch.device("meta"):
         assert sum(p.numel() for p in build_discriminator(16).parameters()) == 2_778_049
 
 
 def test_resnet101_layout_follows_the_official_rules(r101_meta):
     assert len(r101_meta.state_dict()) == 640
+    backbone = r101_meta.backbone
     for name in ("layer1", "layer2", "layer3", "layer4"):
-        layer = getattr(r101_meta, name)
+        layer = getattr(backbone, name)
         assert layer[0].downsample is not None
         assert all(block.downsample is None for block in layer[1:])
-    assert r101_meta.layer2[0].conv1.stride == (2, 2) and r101_meta.layer2[0].conv2.stride == (1, 1)
-    assert all(b.conv2.dilation == (2, 2) for b in r101_meta.layer3)
-    assert all(b.conv2.dilation == (4, 4) and b.conv2.padding == (4, 4) for b in r101_meta.layer4)
-    assert r101_meta.maxpool.ceil_mode
+    assert backbone.layer2[0].conv1.stride == (2, 2) and backbone.layer2[0].conv2.stride == (1, 1)
+    assert all(b.conv2.dilation == (2, 2) for b in backbone.layer3)
+    assert all(b.conv2.dilation == (4, 4) and b.conv2.padding == (4, 4) for b in backbone.layer4)
+    assert backbone.maxpool.ceil_mode
     assert [c.dilation[0] for c in r101_meta.layer6.conv2d_list] == [6, 12, 18, 24]
     assert (r101_meta.enc4_1.out_channels, r101_meta.enc4_2.out_channels,
             r101_meta.enc4_3.out_channels, r101_meta.dec4.out_channels) == (512, 512, 128, 2048)
@@ -86,8 +89,8 @@ def test_depth_widths_official_and_paper():
 def test_official_init():
     net = build_segmenter("tiny", num_classes=5)
     assert abs(net.layer6.conv2d_list[0].weight.std().item() - 0.01) < 0.002
-    assert abs(net.layer1[0].conv1.weight.std().item() - 0.01) < 0.002
-    assert torch.all(net.bn1.weight == 1) and torch.all(net.bn1.bias == 0)
+    assert abs(net.backbone.layer1[0].conv1.weight.std().item() - 0.01) < 0.002
+    assert torch.all(net.backbone.bn1.weight == 1) and torch.all(net.backbone.bn1.bias == 0)
 
 
 @pytest.mark.parametrize("depth_head", [False, True])
@@ -112,7 +115,7 @@ def test_fusion_multiplies_backbone_features_by_decoded_encoding():
     net = build_segmenter("tiny", num_classes=3).eval()
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
-        feats = net.features(x)
+        feats = net.backbone(x)
         enc = net.enc4_3(torch.relu(net.enc4_2(torch.relu(net.enc4_1(feats)))))
         expected = net.layer6(feats * torch.relu(net.dec4(enc)))
         out = net(x)
@@ -120,27 +123,49 @@ def test_fusion_multiplies_backbone_features_by_decoded_encoding():
     torch.testing.assert_close(out.depth, enc.mean(dim=1, keepdim=True))
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("arch", sorted(BACKBONES))
 def test_every_arch_builds_with_expected_width(arch):
     with torch.device("meta"):
         net = build_segmenter(arch, num_classes=7)
-    assert net.layer6.conv2d_list[0].in_channels == ARCHS[arch].out_channels
+    assert isinstance(net.backbone, Backbone) and net.backbone.output_stride == 8
+    assert net.layer6.conv2d_list[0].in_channels == net.backbone.out_channels
+    if arch in ARCHS:
+        assert net.backbone.out_channels == ARCHS[arch].out_channels
     assert net.spec["arch"] == arch and net.spec["num_classes"] == 7
+
+
+def test_backbone_and_heads_are_separate_parameter_groups():
+    net = build_segmenter("tiny", num_classes=3)
+    backbone, head = net.param_groups(1.0)
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in net.backbone.parameters() if p.requires_grad}
+    assert {id(p) for p in head["params"]} == {id(p) for n, p in net.named_parameters()
+                                               if n.startswith(("layer6.", "enc4_", "dec4."))}
+
+
+def test_output_stride_16():
+    net = build_segmenter("tiny", num_classes=3, output_stride=16).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(1, 3, 64, 96))
+    assert tuple(out.seg.shape[2:]) == net.output_size((64, 96)) == (5, 7)  # 64×96 → 32×48 → 17×25 → 9×13 → 5×7
+    assert net.spec["output_stride"] == 16
+    with pytest.raises(ValueError, match="output_stride"):
+        build_backbone("tiny", output_stride=32)
 
 
 def test_bn_mode_train_updates_running_stats_and_frozen_does_not():
     x = torch.randn(2, 3, 32, 32) * 5 + 2
     net = build_segmenter("tiny", num_classes=3, bn_mode="train").train()
     net(x)
-    assert net.bn1.training and net.bn1.num_batches_tracked.item() == 1
-    assert not torch.allclose(net.bn1.running_mean, torch.zeros_like(net.bn1.running_mean))
+    bn1 = net.backbone.bn1
+    assert bn1.training and bn1.num_batches_tracked.item() == 1
+    assert not torch.allclose(bn1.running_mean, torch.zeros_like(bn1.running_mean))
 
     frozen = build_segmenter("tiny", num_classes=3, bn_mode="frozen")
     frozen.load_state_dict(net.state_dict())
     before = {k: v.clone() for k, v in frozen.state_dict().items()}
     frozen.train()
     assert frozen.training and not any(m.training for m in frozen.modules()
-                                       if isinstance(m, FrozenAffineBatchNorm2d))
+                                       if isinstance(m, torch.nn.BatchNorm2d))
     out_train = frozen(x).seg
     for key, value in frozen.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -149,7 +174,7 @@ def test_bn_mode_train_updates_running_stats_and_frozen_does_not():
     # the switch works both ways on a built model
     frozen.set_bn_mode("train")
     frozen.train()
-    assert frozen.bn1.training and frozen.spec["bn_mode"] == "train"
+    assert frozen.backbone.bn1.training and frozen.spec["bn_mode"] == "train"
 
 
 def test_invalid_arguments_are_rejected():
@@ -181,4 +206,4 @@ def test_channels_last_and_autocast_forward():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out_bf16 = net.train()(x)
     out_bf16.seg.float().sum().backward()
-    assert out_bf16.seg.dtype == torch.bfloat16 and net.conv1.weight.grad is not None
+    assert out_bf16.seg.dtype == torch.bfloat16 and net.backbone.conv1.weight.grad is not None

@@ -51,12 +51,14 @@ def test_our_resnet101_has_exactly_the_official_keys_and_shapes():
     assert len(layout) == 640
     with torch.device("meta"):
         ours = build_segmenter("resnet101", num_classes=16).state_dict()
-    assert [(k, tuple(v.shape)) for k, v in ours.items()] == layout
+    assert [(k, tuple(v.shape)) for k, v in export(ours, "segmenter").items()] == layout
+    assert [k for k in ours if not k.startswith("backbone.")] == [k for k, _ in layout[-16:]]  # the heads
 
 
 def test_export_convert_round_trip_on_the_official_layout():
     sd = meta_state_dict(official_dada_layout(num_classes=7))
     ours = convert(sd, "segmenter")
+    assert list(ours) == [k if k.startswith(("layer6", "enc4", "dec4")) else f"backbone.{k}" for k in sd]
     back = export(ours, "segmenter")
     assert list(back) == list(sd) and all(back[k] is sd[k] for k in sd)
     assert infer_spec(sd) == {"arch": "resnet101", "num_classes": 7, "depth_head": True,
@@ -73,13 +75,13 @@ def test_advent_checkpoint_without_depth_block_and_with_layer5():
         multi[f"layer5.conv2d_list.{i}.bias"] = torch.empty(16, device="meta")
     with pytest.warns(UserWarning, match="layer5"):
         converted = convert(multi, "segmenter")
-    assert list(converted) == list(sd)
+    assert list(export(converted, "segmenter")) == list(sd)
 
 
 def test_module_prefix_is_stripped():
     sd = meta_state_dict(official_dada_layout())
     wrapped = {f"module.{k}": v for k, v in sd.items()}
-    assert list(convert(wrapped, "segmenter")) == list(sd)
+    assert list(export(convert(wrapped, "segmenter"), "segmenter")) == list(sd)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -122,7 +124,7 @@ def test_convert_checks_against_a_given_model():
 def test_num_batches_tracked_may_be_absent():
     sd = {k: v for k, v in meta_state_dict(official_dada_layout()).items() if "num_batches" not in k}
     converted = convert(sd, "segmenter")
-    assert len(converted) == 640 and converted["bn1.num_batches_tracked"].item() == 0
+    assert len(converted) == 640 and converted["backbone.bn1.num_batches_tracked"].item() == 0
 
 
 def test_discriminator_round_trip_and_errors():
@@ -141,7 +143,8 @@ def test_discriminator_round_trip_and_errors():
 
 def test_imagenet_conversion_strips_the_prefix_skips_layer5_and_keeps_the_head(tmp_path):
     source = build_segmenter("tiny", num_classes=5, depth_head=False, feature_fusion=False)
-    backbone = {k: v for k, v in source.state_dict().items() if not k.startswith("layer6.")}
+    backbone = source.backbone.state_dict()
+    assert export(source.state_dict(), "imagenet").keys() == {f"Scale.{k}" for k in backbone}
     imagenet = {f"Scale.{k}": v for k, v in backbone.items()}
     imagenet["Scale.layer5.conv2d_list.0.weight"] = torch.zeros(1000, 128, 3, 3)
     imagenet["Scale.layer5.conv2d_list.0.bias"] = torch.zeros(1000)
@@ -155,7 +158,7 @@ def test_imagenet_conversion_strips_the_prefix_skips_layer5_and_keeps_the_head(t
     head_before = model.layer6.conv2d_list[0].weight.clone()
     report = load_pretrained(model, path)
     assert report["kind"] == "imagenet" and report["loaded"] == len(backbone)
-    assert torch.equal(model.layer2[0].conv1.weight, source.layer2[0].conv1.weight)
+    assert torch.equal(model.backbone.layer2[0].conv1.weight, source.backbone.layer2[0].conv1.weight)
     assert torch.equal(model.layer6.conv2d_list[0].weight, head_before)
     # an R101 file checked on shapes alone
     r101 = {f"Scale.{k}": v for k, v in meta_state_dict(official_dada_layout())
@@ -170,12 +173,12 @@ def test_imagenet_conversion_error_names_keys():
 
 def test_torchvision_layout_loads_into_the_backbone(tmp_path):
     source = build_segmenter("tiny", num_classes=3, depth_head=False, feature_fusion=False)
-    tv = {k: v for k, v in source.state_dict().items() if not k.startswith("layer6.")}
+    tv = dict(source.backbone.state_dict())
     tv["fc.weight"], tv["fc.bias"] = torch.zeros(1000, 128), torch.zeros(1000)
     torch.save(tv, tmp_path / "resnet.pth")
     model = build_segmenter("tiny", num_classes=3)
     assert load_pretrained(model, tmp_path / "resnet.pth")["kind"] == "torchvision"
-    assert torch.equal(model.layer4[0].conv2.weight, source.layer4[0].conv2.weight)
+    assert torch.equal(model.backbone.layer4[0].conv2.weight, source.backbone.layer4[0].conv2.weight)
 
 
 @pytest.mark.parametrize(("blocks", "arch"), [((3, 4, 23, 3), "resnet101"), ((3, 4, 6, 3), "resnet50")])
@@ -245,12 +248,12 @@ def test_load_segmenter_errors_name_the_file(tmp_path, case):
     elif case == "format":
         torch.save({"format": "other/9", "model": {}}, path)
     elif case == "spec":
-        torch.save({"format": "dada-seg/1", "model_spec": {"arch": "tiny", "layers": 3},
+        torch.save({"format": "dada-seg/2", "model_spec": {"arch": "tiny", "layers": 3},
                     "model": model.state_dict()}, path)
     else:
         sd = model.state_dict()
-        del sd["layer1.0.conv1.weight"]
-        torch.save({"format": "dada-seg/1", "model_spec": model.spec, "model": sd}, path)
+        del sd["backbone.layer1.0.conv1.weight"]
+        torch.save({"format": "dada-seg/2", "model_spec": model.spec, "model": sd}, path)
     with pytest.raises(DadaError) as err:
         load_segmenter(path)
     assert str(path) in str(err.value)
@@ -269,9 +272,35 @@ def test_load_pretrained_from_our_checkpoint_and_against_a_mismatched_model(tmp_
     model = build_segmenter("tiny", num_classes=4)
     assert load_pretrained(model, path)["kind"] == "segmenter"
     assert torch.equal(model.dec4.weight, source.dec4.weight)
-    assert torch.equal(model.bn1.running_mean, source.bn1.running_mean)
+    assert torch.equal(model.backbone.bn1.running_mean, source.backbone.bn1.running_mean)
     wider = build_segmenter("resnet18_w32", num_classes=4)
     with pytest.raises(DadaError) as err:
         load_pretrained(wider, path)
     assert str(path) in str(err.value)
     assert "conv1.weight (16, 3, 7, 7) (expected (32, 3, 7, 7))" in str(err.value)
+
+
+def test_checkpoints_of_the_previous_layout_load_transparently(tmp_path):
+    """Format dada-seg/1 (written before the backbone became ``model.backbone``): backbone keys without
+    the ``backbone.`` prefix and a model_spec without output_stride."""
+    model = _trained_tiny()
+    old_keys = {k.removeprefix("backbone."): v for k, v in model.state_dict().items()}
+    assert "conv1.weight" in old_keys and "layer6.conv2d_list.0.weight" in old_keys
+    spec = {k: v for k, v in model.spec.items() if k != "output_stride"}
+    path = tmp_path / "run" / "checkpoints" / "iter_0000010.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"format": "dada-seg/1", "iteration": 10, "config": {}, "model_spec": spec, "model": old_keys},
+               path)
+    loaded, info = load_segmenter(tmp_path / "run")
+    assert info["format"] == "dada-seg/1" and info["iteration"] == 10
+    x = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).seg, model(x).seg, rtol=0, atol=0)
+    fresh = build_segmenter("tiny", num_classes=4)
+    assert load_pretrained(fresh, path)["kind"] == "segmenter"
+    assert torch.equal(fresh.backbone.layer1[0].conv1.weight, model.backbone.layer1[0].conv1.weight)
+    # resuming training from it is refused with the way out
+    from dada.engine.checkpoint import load_checkpoint
+
+    with pytest.raises(DadaError, match=r"dada-seg/1.*model.pretrained=.*pretrained_kind=segmenter"):
+        load_checkpoint(path)

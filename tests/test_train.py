@@ -13,7 +13,7 @@ import torch
 
 from dada import DadaError
 from dada.cli import main
-from dada.config import list_presets, load_config, methods
+from dada.config import SELECTION_POLICIES, list_presets, load_config, methods
 from dada.engine import Trainer
 from dada.engine.checkpoint import iteration_checkpoints, load_checkpoint
 from test_train_data import tiny_overrides
@@ -48,7 +48,8 @@ def test_every_preset_runs_two_iterations(preset, data, tmp_path):
     expected = {"seg_src"} | {f"adv_trg_{k}" for k in cfg.method.adversarial}
     assert expected <= set(train[0]["loss"]) and all(v == v for v in train[0]["loss"].values())
     final = load_checkpoint(run / "checkpoints" / "final.pt")
-    assert final["iteration"] == 2 and set(final["discriminators"]) == set(cfg.method.adversarial)
+    discriminators = {k.split(".")[1] for k in final["method"]["extra_modules"]}
+    assert final["iteration"] == 2 and discriminators == set(cfg.method.adversarial)
     assert final["model_spec"]["num_classes"] == cfg.model.num_classes
 
 
@@ -63,9 +64,10 @@ def test_run_folder_outputs_and_checkpoint_format(data, tmp_path):
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["final.pt", "iter_0000004.pt", "iter_0000006.pt"]
     final = torch.load(run / "checkpoints" / "final.pt", weights_only=True)
-    assert final["format"] == "dada-seg/1" and final["iteration"] == 6
-    assert set(final) >= {"config", "model_spec", "model", "discriminators", "optimizers", "rng", "data",
-                          "selection"}
+    assert final["format"] == "dada-seg/2" and final["iteration"] == 6
+    assert set(final) >= {"config", "model_spec", "model", "method", "rng", "data", "selection"}
+    assert set(final["method"]["optimizers"]) == {"segmenter", "discriminator"}
+    assert final["method"]["optimizers"]["segmenter"]["param_groups"][0]["repeats"][:2] == [1, 3]
     assert final["selection"]["policy"] == "last" and final["data"] == {"source": 6, "target": 6}
     assert set(final["rng"]) >= {"python", "numpy", "torch"}
     assert final["config"]["preset"] == "benchmark_dada"
@@ -82,7 +84,7 @@ def test_run_folder_outputs_and_checkpoint_format(data, tmp_path):
     assert {"source/prediction", "target/prediction", "target/self_information", "target/depth",
             "target/depth_aware"} <= set(tags["images"])
     summary = json.loads((run / "train_summary.json").read_text())
-    assert summary["iterations"] == 6 and summary["selection"]["label"] == "last iteration"
+    assert summary["iterations"] == 6 and summary["selection"]["label"] == SELECTION_POLICIES["last"]
     from dada.models import load_segmenter
 
     model, info = load_segmenter(run)
@@ -170,12 +172,15 @@ def test_resume_after_sigkill_is_bit_identical(data, tmp_path):
     assert resumed["iteration"] == reference["iteration"] == 10
     for part in ("model",):
         assert all(torch.equal(reference[part][k], resumed[part][k]) for k in reference[part])
-    for kind, state in reference["discriminators"].items():
-        assert all(torch.equal(state[k], resumed["discriminators"][kind][k]) for k in state)
-    for name, state in reference["optimizers"].items():
+    method, method_resumed = reference["method"], resumed["method"]
+    state = method["extra_modules"]
+    assert state and all(torch.equal(state[k], method_resumed["extra_modules"][k]) for k in state)
+    assert set(method["optimizers"]) == {"segmenter", "discriminator"}
+    for name, state in method["optimizers"].items():
+        assert state["state"], name  # momentum buffers (SGD), moments (Adam)
         for index, buffers in state["state"].items():
             for key, value in buffers.items():
-                assert torch.equal(value, resumed["optimizers"][name]["state"][index][key]), (name, key)
+                assert torch.equal(value, method_resumed["optimizers"][name]["state"][index][key]), (name, key)
     lines = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["loss"] for r in lines("killed") if r["kind"] == "train"] == \
            [r["loss"] for r in lines("reference") if r["kind"] == "train"]
@@ -227,7 +232,7 @@ def test_seeds_make_sibling_runs_and_a_summary(data, tmp_path, capsys):
     first, second = (load_checkpoint(tmp_path / "seeds" / f"seed_{s}" / "checkpoints" / "final.pt")
                      for s in (0, 1))
     assert first["config"]["seed"] == 0 and second["config"]["seed"] == 1
-    assert not torch.equal(first["model"]["conv1.weight"], second["model"]["conv1.weight"])
+    assert not torch.equal(first["model"]["backbone.conv1.weight"], second["model"]["backbone.conv1.weight"])
     assert (tmp_path / "seeds" / "seeds_summary.md").read_text().count("|") > 8
     assert main(["train", "benchmark_s1", *args, "--seeds", "0,x"]) == 2
 

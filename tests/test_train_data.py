@@ -62,4 +62,5 @@ def tiny_overrides(tmp: Path, arch: str, target: str = "cityscapes") -> list[str
     return [f"model.arch={arch}", f"data.source.root={source}", "data.source.split=all",
             f"data.source.size={size}", f"data.target.root={target_root}", f"data.target.size={size}",
             f"data.val.root={target_root}", f"data.val.size={size}", "data.num_workers=0",
-            "train.device=cpu", "train.progress=false", f"output.root={tmp / 'runs'}"]
+            "train.device=cpu", "train.progress=false", f"output.root={tmp / 'runs'}",
+            "model.pretrained=none"]  # random init on purpose: the paper presets ask for ImageNet weights

@@ -33,7 +33,13 @@ BENCHMARK_ROOT = "@benchmark"
 
 #: Discriminator inputs a method may adapt on (one discriminator each).
 ADVERSARIAL_INPUTS = ("self_information", "depth", "depth_aware", "softmax")
-SELECTION_POLICIES = ("last", "best-on-val")
+#: how a run's final checkpoint is chosen → what the choice means (training, ``dada eval``, reports)
+SELECTION_POLICIES = {
+    "last": "last snapshot (nothing chosen on the evaluation set)",
+    "best-on-val": "best on the validation set (the official protocol; selects on the evaluation set, so "
+                   "the number is optimistic)",
+}
+SGD_MODES = ("official", "standard")  # dada.optim
 
 
 @dataclass
@@ -46,7 +52,9 @@ class ModelConfig:
     feature_fusion: bool = True
     bn_mode: str = "train"
     depth_widths: str = "official"
-    pretrained: str | None = None  # initial weights, converted with dada.models.official (no downloads)
+    output_stride: int = 8  # DeepLab-v2: 8; 16 where the backbone supports it
+    pretrained: str | None = None  # initial weights (no downloads); "none": random init on purpose (the
+    #                                paper presets, synthia2*, refuse to start without this key)
     pretrained_kind: str = "auto"  # auto | imagenet (DeepLab_resnet_pretrained_imagenet.pth) | torchvision
     #                                | segmenter (a whole official/our model, e.g. to fine-tune)
 
@@ -102,14 +110,15 @@ class DataConfig:
 
 @dataclass
 class MethodConfig:
-    """What is adapted. Each entry of ``adversarial`` is one discriminator on that input:
-    ``self_information`` (AdvEnt, eq. 5), ``depth`` (the predicted inverse-depth map, 1 channel),
-    ``depth_aware`` (DADA, self-information ⊙ depth, eq. 6), ``softmax`` (AdaptSegNet, output space)."""
+    """How the run trains: ``name`` picks the class (``dada.methods.METHODS``); the other keys are its
+    settings. Each entry of ``adversarial`` is one discriminator on that input: ``self_information``
+    (AdvEnt's I(P), eq. 5), ``depth`` (the predicted inverse-depth map, 1 channel), ``depth_aware``
+    (DADA's I(P) ⊙ depth, the input of the discriminator objective eq. 6 and the fooling term eq. 7),
+    ``softmax`` (AdaptSegNet, output space)."""
 
     name: str = "dada"
     adversarial: list[str] = field(default_factory=lambda: ["depth_aware"])
-    depth_supervision: bool = True  # λ_dep·berHu on the source depth (needs model.depth_head)
-    entropy_minimization: bool = False  # MinEnt: λ_ent·entropy of the target prediction
+    depth_supervision: bool = True  # λ_dep·berHu (eq. 2-3) on the source depth (needs model.depth_head)
     halve_d_loss: bool = False  # ADVENT's train_advent divides each discriminator term by 2
     ndf: int = 64  # discriminator width
 
@@ -118,6 +127,7 @@ class MethodConfig:
 class TrainConfig:
     max_iters: int = 90000
     lr: float = 2.5e-4  # SGD; the head and depth branch get 10× (net.param_groups)
+    sgd: str = "official"  # official: PyTorch 1.2's step with the official repeats (dada.optim) | standard
     momentum: float = 0.9
     weight_decay: float = 5e-4  # official code; the paper says 1e-4
     poly_power: float = 0.9
@@ -280,6 +290,8 @@ def validate(cfg: DictConfig) -> None:
     if needs_depth and not model.depth_head:
         raise DadaError("this method uses the depth branch (method.depth_supervision or a depth "
                         "discriminator) but model.depth_head=false: set model.depth_head=true")
+    if cfg.train.sgd not in SGD_MODES:
+        raise DadaError(f"train.sgd must be one of {', '.join(SGD_MODES)}, got {cfg.train.sgd!r}")
     if cfg.eval.selection not in SELECTION_POLICIES:
         raise DadaError(f"eval.selection must be one of {', '.join(SELECTION_POLICIES)}, "
                         f"got {cfg.eval.selection!r}")

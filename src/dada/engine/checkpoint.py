@@ -1,15 +1,15 @@
 """Checkpoints: one plain dict per file, written atomically, loadable with ``weights_only=True``.
 
-``{"format": "dada-seg/1", "iteration", "config", "model_spec", "model", "discriminators",
-"optimizers", "rng", "data", "selection"}``. ``iteration`` counts the completed iterations; ``rng``
-holds the Python, NumPy and torch (CPU and CUDA) generator states as plain lists and tensors; ``data``
-the number of items each domain has consumed (the position in the sampling order).
+``{"format": "dada-seg/2", "iteration", "config", "model_spec", "model", "method", "rng", "data",
+"selection"}``. ``iteration`` counts the completed iterations; ``method`` is the method's
+``state_dict()`` (its extra modules and every optimizer); ``rng`` holds the Python, NumPy and torch (CPU
+and CUDA) generator states as plain lists and tensors; ``data`` the number of items each domain has
+consumed (the position in the sampling order). Files are named by :func:`iteration_path`.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +18,11 @@ import torch
 
 from dada.errors import DadaError
 from dada.io import save_torch
+from dada.models.loading import CHECKPOINT_FORMAT as FORMAT
+from dada.models.loading import iteration_checkpoints, iteration_path
 
-FORMAT = "dada-seg/1"
-_ITER_NAME = re.compile(r"^iter_(\d{7,})\.pt$")
-
-
-def iteration_path(folder: Path, iteration: int) -> Path:
-    return Path(folder) / f"iter_{iteration:07d}.pt"
-
-
-def iteration_checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    """``(iteration, path)`` of ``iter_*.pt`` in ``folder``, oldest first."""
-    if not Path(folder).is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in Path(folder).iterdir() if (m := _ITER_NAME.match(p.name))]
-    return sorted(found)
+__all__ = ["FORMAT", "iteration_checkpoints", "iteration_path", "load_checkpoint", "prune",
+           "remove_partial_files", "rng_state", "save_checkpoint", "set_rng_state"]
 
 
 def remove_partial_files(folder: Path) -> None:
@@ -76,6 +66,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as error:  # a truncated or foreign file
         raise DadaError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); "
                         f"delete it to resume from the one before") from None
+    if isinstance(checkpoint, dict) and checkpoint.get("format") == "dada-seg/1":
+        raise DadaError(f"{path} was written by an earlier dada-seg (format dada-seg/1), whose training "
+                        f"state this version cannot resume. `dada eval` and `dada predict` read it as it is; "
+                        f"to keep training from its weights, start a new run (another output.name) with "
+                        f"model.pretrained={path} model.pretrained_kind=segmenter")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise DadaError(f"{path} is not a dada-seg training checkpoint (format {FORMAT})")
     return checkpoint

@@ -1,29 +1,24 @@
-"""The networks: DeepLab-v2 segmenter with the DADA depth block, the patch discriminator, weight loading.
+"""The networks: backbones, the segmenter with the DADA depth block, the patch discriminator, weights.
 
-See ``docs/models.md``.
+See ``docs/models.md`` and, to add a backbone, ``docs/developing.md``.
 """
 
+from dada.models.backbones import BACKBONES, BN_MODES, Backbone, build_backbone
 from dada.models.discriminator import Discriminator, build_discriminator, discriminator_output_size
+from dada.models.heads import DEPTH_WIDTHS, depth_block_widths
 from dada.models.loading import CHECKPOINT_FORMAT, find_checkpoint, load_pretrained, load_segmenter
-from dada.models.resnet import ARCHS, BN_MODES, ArchSpec, output_size
-from dada.models.segmenter import (
-    DEPTH_WIDTHS,
-    Segmenter,
-    SegmenterOutput,
-    build_segmenter,
-    depth_block_widths,
-    upsample,
-)
+from dada.models.segmenter import Segmenter, SegmenterOutput, build_segmenter, upsample
 
 __all__ = [
-    "ARCHS",
+    "BACKBONES",
     "BN_MODES",
     "CHECKPOINT_FORMAT",
     "DEPTH_WIDTHS",
-    "ArchSpec",
+    "Backbone",
     "Discriminator",
     "Segmenter",
     "SegmenterOutput",
+    "build_backbone",
     "build_discriminator",
     "build_segmenter",
     "depth_block_widths",
@@ -31,6 +26,5 @@ __all__ = [
     "find_checkpoint",
     "load_pretrained",
     "load_segmenter",
-    "output_size",
     "upsample",
 ]

@@ -6,7 +6,6 @@ of :mod:`dada.models.official`. Anything wrong raises :class:`~dada.DadaError` n
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from collections.abc import Mapping
@@ -16,12 +15,27 @@ import torch
 
 from dada.errors import DadaError
 from dada.models import official
-from dada.models.resnet import DeepLabResNet
-from dada.models.segmenter import Segmenter, build_segmenter
+from dada.models.segmenter import Segmenter, build_segmenter, spec_keys
 
-CHECKPOINT_FORMAT = "dada-seg/1"
-_ITER_FILE = re.compile(r"iter_(\d+)\.pt$")
+#: the format of the training checkpoints this version writes; ``dada-seg/1`` (before the backbone was a
+#: separate module: backbone keys without ``backbone.``) is still read for inference and fine-tuning
+CHECKPOINT_FORMAT = "dada-seg/2"
+READABLE_FORMATS = ("dada-seg/1", CHECKPOINT_FORMAT)
+_ITER_FILE = re.compile(r"^iter_(\d+)\.pt$")
 _OFFICIAL_SNAPSHOT = re.compile(r"model_(\d+)\.pth$")
+
+
+def iteration_path(folder: str | os.PathLike, iteration: int) -> Path:
+    """Where a run keeps the checkpoint after ``iteration`` completed iterations."""
+    return Path(folder) / f"iter_{iteration:07d}.pt"
+
+
+def iteration_checkpoints(folder: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``(iteration, path)`` of the ``iter_*.pt`` files in ``folder``, oldest first."""
+    if not Path(folder).is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in Path(folder).iterdir() if (m := _ITER_FILE.match(p.name))]
+    return sorted(found)
 
 
 def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> object:
@@ -55,15 +69,15 @@ def find_checkpoint(folder: str | os.PathLike) -> Path:
     for ckpt_dir in candidates:
         if (ckpt_dir / "final.pt").is_file():
             return ckpt_dir / "final.pt"
-        iters = [(int(m.group(1)), p) for p in ckpt_dir.glob("iter_*.pt") if (m := _ITER_FILE.search(p.name))]
+        iters = iteration_checkpoints(ckpt_dir)
         if iters:
-            return max(iters)[1]
+            return iters[-1][1]
     raise DadaError(f"{folder}: no checkpoints/final.pt or checkpoints/iter_*.pt in this folder; give a run "
                     "folder of a training run, or the path of a checkpoint file")
 
 
 def _spec_from_checkpoint(spec: object, path: Path) -> dict:
-    allowed = set(inspect.signature(build_segmenter).parameters)
+    allowed = set(spec_keys())
     if not isinstance(spec, Mapping):
         raise DadaError(f"{path}: 'model_spec' is not a mapping of build_segmenter arguments")
     unknown = sorted(set(spec) - allowed)
@@ -94,16 +108,16 @@ def load_segmenter(path: str | os.PathLike, map_location: str | torch.device = "
         raise DadaError(f"{path}: holds a {type(obj).__name__}, not a checkpoint or state dict")
     try:
         if "format" in obj:
-            if obj["format"] != CHECKPOINT_FORMAT:
+            if obj["format"] not in READABLE_FORMATS:
                 raise DadaError(f"unsupported checkpoint format {obj['format']!r} (this version reads "
-                                f"{CHECKPOINT_FORMAT!r})")
+                                f"{', '.join(READABLE_FORMATS)})")
             missing = [k for k in ("model_spec", "model") if k not in obj]
             if missing:
                 raise DadaError(f"checkpoint lacks {missing}")
             spec = _spec_from_checkpoint(obj["model_spec"], path)
             state = obj["model"]
             info = {"config": obj.get("config"), "iteration": obj.get("iteration"),
-                    "format": CHECKPOINT_FORMAT}
+                    "format": obj["format"]}
         else:
             state = official.strip_wrapper_prefixes(official.as_state_dict(obj, "segmenter"))
             spec = official.infer_spec(state)
@@ -123,26 +137,21 @@ def load_segmenter(path: str | os.PathLike, map_location: str | torch.device = "
 
 
 def detect_kind(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """Guess the kind of a weights file for :func:`load_pretrained`."""
-    keys = list(state_dict)
-    backbone = DeepLabResNet.BACKBONE_PREFIXES
-    if any(k.startswith("layer6.") for k in keys):
+    """``segmenter`` for a whole DADA/ADVENT segmenter (ours or official), else ``backbone`` (ImageNet
+    weights of the backbone's family, which the backbone tells apart itself)."""
+    if any(k.startswith("layer6.") for k in state_dict):
         return "segmenter"
-    if any(k.startswith("fc.") for k in keys) or all(k.startswith(backbone) for k in keys):
-        return "torchvision"
-    if all("." in k and k.split(".", 1)[1].startswith(backbone + ("layer5.",)) for k in keys):
-        return "imagenet"
-    raise DadaError(f"cannot tell what these weights are (first keys: {keys[:5]}); expected a DADA/ADVENT "
-                    "segmenter, DeepLab_resnet_pretrained_imagenet.pth or a torchvision ResNet")
+    return "backbone"
 
 
 def load_pretrained(model: Segmenter, path: str | os.PathLike, kind: str = "auto") -> dict:
     """Initialise ``model`` from a weights file, as the official ``train.py`` does.
 
-    ``kind``: ``auto`` (detected from the keys), ``imagenet`` or ``torchvision`` (backbone only; the ASPP
-    and the depth block keep their random init), ``segmenter`` (every key, e.g. an official DADA
-    checkpoint or a source-only model), or one of our checkpoints (its ``model`` entry, all keys).
-    Returns ``{"kind", "source", "loaded"}`` (number of tensors loaded).
+    ``kind``: ``auto`` (detected from the keys), ``segmenter`` (every key, e.g. an official DADA
+    checkpoint, a source-only model, or one of our checkpoints: its ``model`` entry), or a kind of the
+    backbone's ImageNet weights (ResNets: ``imagenet`` = ``DeepLab_resnet_pretrained_imagenet.pth``,
+    ``torchvision``), converted by the backbone's ``load_pretrained``; the ASPP and the depth block keep
+    their random init. Returns ``{"kind", "source", "loaded"}`` (number of tensors loaded).
     """
     path = Path(path)
     obj = read_weights(path)
@@ -152,19 +161,13 @@ def load_pretrained(model: Segmenter, path: str | os.PathLike, kind: str = "auto
                 raise DadaError("checkpoint lacks 'model'")
             obj = obj["model"]
         state = official.strip_wrapper_prefixes(official.as_state_dict(obj, kind))
-        if kind == "auto":
-            kind = detect_kind(state)
-        if kind not in ("segmenter", "imagenet", "torchvision"):
-            raise DadaError(f"kind {kind!r} cannot initialise a segmenter; use auto, segmenter, imagenet "
-                            "or torchvision")
-        converted = official.convert(state, kind, model=model)
+        if kind == "segmenter" or (kind == "auto" and detect_kind(state) == "segmenter"):
+            model.load_state_dict(official.convert(state, "segmenter", model=model))
+            return {"kind": "segmenter", "source": str(path), "loaded": len(state)}
+        if kind == "discriminator":
+            raise DadaError("kind 'discriminator' cannot initialise a segmenter; use auto, segmenter or the "
+                            "backbone's ImageNet kind (imagenet, torchvision for the ResNets)")
+        report = model.backbone.load_pretrained(state, kind)
     except DadaError as err:
         raise DadaError(f"{path}: {err}") from err
-    if kind == "segmenter":
-        model.load_state_dict(converted)
-    else:
-        result = model.load_state_dict(converted, strict=False)
-        # convert() checked the backbone key by key; what is left must be the head only
-        assert not result.unexpected_keys and all(k.startswith(Segmenter.HEAD_PREFIXES)
-                                                  for k in result.missing_keys)
-    return {"kind": kind, "source": str(path), "loaded": len(converted)}
+    return {**report, "source": str(path)}

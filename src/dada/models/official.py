@@ -1,9 +1,10 @@
 """Official weights: convert state dicts of the released DADA / ADVENT code to ours, and back.
 
-Our modules use the official attribute names (reference §1.6), so the segmenter and discriminator maps
-are identities on names; what this module adds is the **checking**: every conversion compares the
-result with the exact key set and shapes of the target model and raises :class:`~dada.DadaError` naming
-the first offending keys. Nothing is ever loaded partially.
+Our modules keep the official attribute names (reference §1.6); the segmenter nests the DeepLab ResNet
+under ``backbone.``, so ``conv1.weight`` in an official file is ``backbone.conv1.weight`` here, while the
+heads (``layer6``, ``enc4_*``, ``dec4``) keep their names. Every conversion compares the result with the
+exact key set and shapes of the target model and raises :class:`~dada.DadaError` naming the first
+offending keys. Nothing is ever loaded partially.
 
 Kinds:
 
@@ -11,119 +12,52 @@ Kinds:
     DADA checkpoints (``synthia2cityscapes_dada.pth``, …: 640 keys for C=16) and ADVENT DeepLab-v2
     checkpoints (no depth block). A ``module.`` (DataParallel) or ``_orig_mod.`` (torch.compile) prefix
     is stripped. ``layer5.*`` keys (the multi-level auxiliary classifier on layer3, off in DADA) are
-    dropped with a warning: the auxiliary head is not part of our model.
+    dropped with a warning: the auxiliary head is not part of our model. Keys already in our layout
+    (``backbone.*``) are accepted as they are.
 ``discriminator``
     ``model_*_D_main.pth``: ``nn.Sequential`` keys ``0, 2, 4, 6, 8``.
-``imagenet``
-    ``DeepLab_resnet_pretrained_imagenet.pth``, done as the official ``train.py``: a key whose second
-    component is ``layer5`` is skipped, the first component (a wrapper prefix, probably ``Scale``) is
-    stripped. The result is a backbone-only state dict.
-``torchvision``
-    A torchvision-layout ResNet-50/101 ImageNet state dict: same names as ours, ``fc.*`` dropped.
-    torchvision puts a bottleneck's stride on its 3×3 conv, we (Caffe style) on the first 1×1 conv: the
-    shapes agree and the weights load, but the network computes something slightly different from the
-    one they were trained in, so expect fine-tuning to be needed. Backbone-only result.
+``imagenet`` / ``torchvision``
+    ``DeepLab_resnet_pretrained_imagenet.pth`` or a torchvision-layout ResNet: converted by the ResNet
+    backbone's own :func:`~dada.models.backbones.resnet.convert_pretrained`; the result has the
+    backbone's keys (load it into ``model.backbone``).
 
 ``export`` is the inverse for ``segmenter`` and ``discriminator`` (official key names and shapes, so
-models trained here run in the official code) and for ``imagenet`` (adds the ``Scale.`` prefix).
+models trained here run in the official code) and for ``imagenet`` (the ``Scale.`` prefix).
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Mapping
 
 import torch
 
 from dada.errors import DadaError
+from dada.models.backbones import resnet
 from dada.models.discriminator import Discriminator
-from dada.models.resnet import ARCHS, DeepLabResNet
-from dada.models.segmenter import DEPTH_WIDTHS, Segmenter, build_segmenter, depth_block_widths
+from dada.models.heads import DEPTH_WIDTHS, depth_block_widths
+from dada.models.segmenter import Segmenter, build_segmenter
+from dada.models.weights import SHOW_KEYS, as_state_dict, check_layout, layout, strip_wrapper_prefixes
 
 KINDS = ("segmenter", "discriminator", "imagenet", "torchvision")
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-IMAGENET_PREFIX = "Scale."
-_SHOW = 5  # offending keys named in an error message
+BACKBONE = "backbone."
+#: first components of the segmenter keys that are not the backbone's
+HEAD_ROOTS = ("layer6", "layer5", "enc4_1", "enc4_2", "enc4_3", "dec4")
+
+__all__ = ["KINDS", "as_state_dict", "convert", "export", "infer_spec", "strip_wrapper_prefixes",
+           "to_official_keys", "to_our_keys"]
 
 
-def as_state_dict(state_dict: object, kind: str) -> dict[str, torch.Tensor]:
-    if not isinstance(state_dict, Mapping) or not state_dict:
-        raise DadaError(f"expected a non-empty state dict (mapping of names to tensors) for kind {kind!r}, "
-                        f"got {type(state_dict).__name__}")
-    bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise DadaError(f"not a state dict: entries {bad[:_SHOW]} are not tensors; give a plain state dict "
-                        f"(kind {kind!r})")
-    return dict(state_dict)
+def to_our_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official segmenter keys (also those of checkpoints written before the backbone was a separate
+    module, format ``dada-seg/1``) → ours: backbone keys gain ``backbone.``. Idempotent."""
+    return {k if k.startswith(BACKBONE) or k.split(".")[0] in HEAD_ROOTS else BACKBONE + k: v
+            for k, v in state_dict.items()}
 
 
-def strip_wrapper_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove a ``module.`` (DataParallel/DDP) or ``_orig_mod.`` (torch.compile) prefix shared by all keys."""
-    sd = dict(state_dict)
-    changed = True
-    while changed:
-        changed = False
-        for prefix in WRAPPER_PREFIXES:
-            if sd and all(k.startswith(prefix) for k in sd):
-                sd = {k[len(prefix):]: v for k, v in sd.items()}
-                changed = True
-    return sd
-
-
-def layout(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
-    """Key → shape of a module's state dict (works on the meta device)."""
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
-
-
-def check_layout(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]],
-                 what: str) -> dict[str, torch.Tensor]:
-    """Return ``state_dict`` ordered as ``expected``; raise DadaError on missing, unexpected or
-    wrongly shaped keys. A missing ``num_batches_tracked`` (checkpoints older than PyTorch 0.4.1) is
-    filled with 0: it is a counter that no computation here reads."""
-    sd = dict(state_dict)
-    for key in expected:
-        if key.endswith("num_batches_tracked") and key not in sd:
-            sd[key] = torch.tensor(0, dtype=torch.long)
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    wrong = [f"{k} {tuple(sd[k].shape)} (expected {expected[k]})" for k in expected
-             if k in sd and tuple(sd[k].shape) != tuple(expected[k])]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s), first: {missing[:_SHOW]}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s), first: {unexpected[:_SHOW]}")
-    if wrong:
-        problems.append(f"{len(wrong)} key(s) with a wrong shape, first: {wrong[:_SHOW]}")
-    if problems:
-        raise DadaError(f"the weights do not fit {what}: " + "; ".join(problems)
-                        + ". Check that the file and the kind/architecture/num_classes match.")
-    return {k: sd[k] for k in expected}
-
-
-def _blocks_per_stage(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
-    counts = []
-    for stage in range(1, 5):
-        pattern = re.compile(rf"layer{stage}\.(\d+)\.")
-        indices = [int(m.group(1)) for k in state_dict if (m := pattern.match(k))]
-        counts.append(max(indices) + 1 if indices else 0)
-    return tuple(counts)
-
-
-def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """The :data:`ARCHS` name whose backbone has this state dict's block type, depth and width."""
-    if "conv1.weight" not in state_dict:
-        raise DadaError(f"no 'conv1.weight' key: not a DeepLab/ResNet state dict (first keys: "
-                        f"{list(state_dict)[:_SHOW]})")
-    width = state_dict["conv1.weight"].shape[0]
-    block = "bottleneck" if "layer1.0.conv3.weight" in state_dict else "basic"
-    layers = _blocks_per_stage(state_dict)
-    for name, spec in ARCHS.items():
-        if spec.block == block and spec.layers == layers and spec.width == width:
-            return name
-    raise DadaError(f"no known architecture has {block} blocks {list(layers)} with stem width {width}; "
-                    f"known: {sorted(ARCHS)}")
+def to_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our segmenter keys → the official ones (``backbone.`` dropped)."""
+    return {k.removeprefix(BACKBONE): v for k, v in state_dict.items()}
 
 
 def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> dict:
@@ -133,8 +67,8 @@ def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> dict:
     from ``dec4.weight``; depth widths from the encoder shapes. An encoder with a decoder is read as the
     official DADA model (depth_head=True, feature_fusion=True).
     """
-    sd = strip_wrapper_prefixes(state_dict)
-    arch = infer_arch(sd)
+    sd = to_official_keys(strip_wrapper_prefixes(state_dict))
+    arch = resnet.infer_arch(sd)
     if "layer6.conv2d_list.0.weight" not in sd:
         raise DadaError("no 'layer6.conv2d_list.0.weight' key: not a DeepLab-v2 segmenter state dict "
                         "(an ImageNet backbone? use kind 'imagenet' or 'torchvision')")
@@ -144,7 +78,7 @@ def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> dict:
     widths = "official"
     if has_encoder:
         found = tuple(sd[f"enc4_{i}.weight"].shape[0] for i in (1, 2, 3) if f"enc4_{i}.weight" in sd)
-        channels = ARCHS[arch].out_channels
+        channels = resnet.ARCHS[arch].out_channels
         matches = [w for w in DEPTH_WIDTHS if depth_block_widths(channels, w) == found]
         if not matches:
             raise DadaError(f"depth block widths {list(found)} match neither the official nor the paper "
@@ -159,14 +93,6 @@ def _meta_segmenter(spec: dict) -> Segmenter:
         return build_segmenter(**spec)
 
 
-def _backbone_layout(model: torch.nn.Module | None, sd: Mapping[str, torch.Tensor]) -> dict:
-    if model is None:
-        with torch.device("meta"):
-            model = DeepLabResNet(infer_arch(sd))
-    prefixes = DeepLabResNet.BACKBONE_PREFIXES
-    return {k: s for k, s in layout(model).items() if k.startswith(prefixes)}
-
-
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise DadaError(f"unknown weight kind {kind!r}; choose one of {KINDS}")
@@ -178,7 +104,8 @@ def convert(state_dict: Mapping[str, torch.Tensor], kind: str, *,
 
     Checked against ``model`` when given, else against the model the state dict describes. ``segmenter``
     and ``discriminator`` give complete state dicts (``model.load_state_dict(sd)``); ``imagenet`` and
-    ``torchvision`` give the backbone keys only (see :func:`dada.models.load_pretrained`).
+    ``torchvision`` give the backbone's keys (``model.backbone.load_state_dict(sd)``; ``model`` may be
+    the segmenter or its backbone).
     """
     _check_kind(kind)
     sd = strip_wrapper_prefixes(as_state_dict(state_dict, kind))
@@ -189,37 +116,32 @@ def convert(state_dict: Mapping[str, torch.Tensor], kind: str, *,
                           "layer3 is not part of this model (DADA does not use it)", stacklevel=2)
             sd = {k: v for k, v in sd.items() if not k.startswith("layer5.")}
         expected = layout(model) if model is not None else layout(_meta_segmenter(infer_spec(sd)))
-        return check_layout(sd, expected, "the segmenter")
+        # checked under the official names (what an official file's user knows), loaded under ours
+        checked = check_layout(to_official_keys(sd), to_official_keys(expected), "the segmenter")
+        return to_our_keys(checked)
     if kind == "discriminator":
         if model is None:
             if "0.weight" not in sd:
                 raise DadaError(f"no '0.weight' key: not a discriminator state dict (first keys: "
-                                f"{list(sd)[:_SHOW]})")
+                                f"{list(sd)[:SHOW_KEYS]})")
             out_ch, in_ch = sd["0.weight"].shape[:2]
             with torch.device("meta"):
                 model = Discriminator(int(in_ch), int(out_ch))
         return check_layout(sd, layout(model), "the discriminator")
-    if kind == "imagenet":
-        backbone = {}
-        for key, value in sd.items():
-            parts = key.split(".")
-            if len(parts) > 1 and parts[1] == "layer5":
-                continue
-            backbone[".".join(parts[1:])] = value
-        return check_layout(backbone, _backbone_layout(model, backbone), "the backbone (kind 'imagenet': "
-                            "keys are read as '<prefix>.<name>', as the official train.py does)")
-    # torchvision
-    backbone = {k: v for k, v in sd.items() if not k.startswith("fc.")}
-    return check_layout(backbone, _backbone_layout(model, backbone), "the backbone (kind 'torchvision')")
+    backbone = model.backbone if isinstance(model, Segmenter) else model
+    if backbone is not None and not isinstance(backbone, resnet.DeepLabResNet):
+        raise DadaError(f"kind {kind!r} holds DeepLab ResNet weights; this model's backbone is a "
+                        f"{type(backbone).__name__}")
+    return resnet.convert_pretrained(sd, kind, model=backbone)
 
 
 def export(state_dict: Mapping[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
     """Our state dict → the official layout of ``kind`` (``segmenter``, ``discriminator`` or ``imagenet``).
 
     The segmenter export of a ResNet-101 DADA model has exactly the 640 official keys and shapes and
-    loads with the official strict ``load_state_dict``; the ``imagenet`` export prefixes the backbone
-    keys with ``Scale.`` (the official ``train.py`` reads it when the file name contains
-    ``DeepLab_resnet_pretrained_imagenet``).
+    loads with the official strict ``load_state_dict``; the ``imagenet`` export (of a segmenter's or a
+    backbone's state dict) prefixes the backbone keys with ``Scale.`` (the official ``train.py`` reads it
+    when the file name contains ``DeepLab_resnet_pretrained_imagenet``).
     """
     _check_kind(kind)
     if kind == "torchvision":
@@ -227,11 +149,11 @@ def export(state_dict: Mapping[str, torch.Tensor], kind: str) -> dict[str, torch
                         "the 3×3 conv); export kind 'segmenter' or 'imagenet' instead")
     sd = strip_wrapper_prefixes(as_state_dict(state_dict, kind))
     if kind == "segmenter":
-        expected = layout(_meta_segmenter(infer_spec(sd)))
-        checked = check_layout(sd, expected, "the segmenter")
-        return {**{k: checked[k] for k in sd}, **checked}  # the caller's key order
+        official = to_official_keys(sd)
+        expected = to_official_keys(layout(_meta_segmenter(infer_spec(official))))
+        checked = check_layout(official, expected, "the segmenter")
+        return {**{k: checked[k] for k in official}, **checked}  # the caller's key order
     if kind == "discriminator":
         return convert(sd, "discriminator")
-    backbone = {k: v for k, v in sd.items() if k.startswith(DeepLabResNet.BACKBONE_PREFIXES)}
-    checked = check_layout(backbone, _backbone_layout(None, backbone), "the backbone")
-    return {IMAGENET_PREFIX + k: v for k, v in checked.items()}
+    backbone = {k: v for k, v in to_official_keys(sd).items() if k.split(".")[0] not in HEAD_ROOTS}
+    return resnet.export_imagenet(backbone)

@@ -1,8 +1,8 @@
-"""The DADA segmenter: DeepLab-v2 backbone, residual auxiliary depth block, ASPP classifier (§1.2–1.3).
+"""The DADA segmenter: a backbone, the residual auxiliary depth block and the ASPP classifier (§1.2–1.3).
 
 ::
 
-    x ─ backbone ─ f (layer4, C_b ch) ─────────────────────────────── ⊙ ─ layer6 (ASPP) ─ seg
+    x ─ backbone ─ f (C_b ch) ─────────────────────────────────────── ⊙ ─ layer6 (ASPP) ─ seg
                     └ enc4_1 1×1 ─ReLU─ enc4_2 3×3 ─ReLU─ enc4_3 1×1 ─┤
                                                         ├ mean over channels ─ depth
                                                         └ dec4 1×1 ─ReLU──────┘ (fusion)
@@ -21,92 +21,69 @@ neither; S3 (AdvEnt + feature fusion, with depth supervision) uses both; S4 (dep
 
 from __future__ import annotations
 
+import inspect
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dada.models.resnet import ARCHS, DeepLabResNet, init_official
-
-DEPTH_WIDTHS = ("official", "paper")
-ASPP_RATES = (6, 12, 18, 24)
+from dada.models.backbones import BACKBONES, build_backbone
+from dada.models.heads import ClassifierModule, depth_decoder, depth_encoder
 
 
 class SegmenterOutput(NamedTuple):
-    """``seg``: N×C×h×w logits at stride 8; ``depth``: N×1×h×w predicted inverse depth, or None."""
+    """``seg``: N×C×h×w logits at the backbone's stride; ``depth``: N×1×h×w inverse depth, or None."""
 
     seg: torch.Tensor
     depth: torch.Tensor | None
 
 
-class ClassifierModule(nn.Module):
-    """ASPP of DeepLab-v2: the **sum** of four dilated 3×3 convs with bias (rates 6, 12, 18, 24)."""
+class Segmenter(nn.Module):
+    """A backbone + the DADA depth block + the ASPP classifier. Build it with :func:`build_segmenter`.
 
-    def __init__(self, in_channels: int, num_classes: int, rates: tuple[int, ...] = ASPP_RATES):
-        super().__init__()
-        self.conv2d_list = nn.ModuleList(
-            nn.Conv2d(in_channels, num_classes, 3, padding=r, dilation=r, bias=True) for r in rates)
-        for conv in self.conv2d_list:
-            nn.init.normal_(conv.weight, 0.0, 0.01)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2d_list[0](x)
-        for conv in self.conv2d_list[1:]:
-            out = out + conv(x)
-        return out
-
-
-def depth_block_widths(backbone_channels: int, depth_widths: str = "official") -> tuple[int, int, int]:
-    """Encoder widths: ``official`` = C/4, C/4, C/16 (2048→512→512→128, the released code);
-    ``paper`` = C/4, C/16, C/64 (2048→512→128→32, "4 times fewer channels" per layer)."""
-    if depth_widths == "official":
-        divisors = (4, 4, 16)
-    elif depth_widths == "paper":
-        divisors = (4, 16, 64)
-    else:
-        raise ValueError(f"unknown depth_widths {depth_widths!r}; choose one of {DEPTH_WIDTHS}")
-    return tuple(max(1, backbone_channels // d) for d in divisors)  # type: ignore[return-value]
-
-
-class Segmenter(DeepLabResNet):
-    """DeepLab-v2 + DADA depth block. Build it with :func:`build_segmenter`.
-
-    State-dict keys are the official ones: ``conv1, bn1, layer1..4, layer6.conv2d_list.{0..3},
-    enc4_1, enc4_2, enc4_3, dec4`` (the depth block keys only when the switches create them).
+    State-dict keys: ``backbone.*`` (the backbone's own keys), ``layer6.conv2d_list.{0..3}``, ``enc4_1``,
+    ``enc4_2``, ``enc4_3``, ``dec4`` (the depth block keys only when the switches create them). For the
+    DeepLab ResNets, ``dada.models.official`` maps them to the official checkpoints' keys and back.
     """
 
-    HEAD_PREFIXES = ("layer6.", "enc4_1.", "enc4_2.", "enc4_3.", "dec4.")
-
     def __init__(self, arch: str = "resnet101", num_classes: int = 16, depth_head: bool = True,
-                 feature_fusion: bool = True, bn_mode: str = "train", depth_widths: str = "official"):
-        super().__init__(arch, bn_mode)
+                 feature_fusion: bool = True, bn_mode: str = "train", depth_widths: str = "official",
+                 output_stride: int = 8):
+        super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        self.num_classes = num_classes
-        self.depth_head = bool(depth_head)
-        self.feature_fusion = bool(feature_fusion)
-        self.depth_widths = depth_widths
-        c = self.out_channels
-        w1, w2, w3 = depth_block_widths(c, depth_widths)
-        self.layer6 = ClassifierModule(c, num_classes)
+        self.arch, self.num_classes, self.depth_widths = arch, num_classes, depth_widths
+        self.depth_head, self.feature_fusion = bool(depth_head), bool(feature_fusion)
+        self.backbone = build_backbone(arch, bn_mode=bn_mode, output_stride=output_stride)
+        channels = self.backbone.out_channels
+        self.layer6 = ClassifierModule(channels, num_classes)
         if self.depth_head or self.feature_fusion:
-            self.enc4_1 = nn.Conv2d(c, w1, 1, bias=True)
-            self.enc4_2 = nn.Conv2d(w1, w2, 3, padding=1, bias=True)
-            self.enc4_3 = nn.Conv2d(w2, w3, 1, bias=True)
+            for name, conv in depth_encoder(channels, depth_widths).items():
+                self.add_module(name, conv)
         if self.feature_fusion:
-            self.dec4 = nn.Conv2d(w3, c, 1, bias=True)
-        init_official(self)
+            self.dec4 = depth_decoder(channels, depth_widths)
 
     @property
     def spec(self) -> dict:
         """The :func:`build_segmenter` keyword arguments that rebuild this model (saved in checkpoints)."""
         return {"arch": self.arch, "num_classes": self.num_classes, "depth_head": self.depth_head,
                 "feature_fusion": self.feature_fusion, "bn_mode": self.bn_mode,
-                "depth_widths": self.depth_widths}
+                "depth_widths": self.depth_widths, "output_stride": self.backbone.output_stride}
+
+    @property
+    def bn_mode(self) -> str:
+        return self.backbone.bn_mode
+
+    def set_bn_mode(self, bn_mode: str) -> None:
+        self.backbone.set_bn_mode(bn_mode)
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) of ``seg`` and ``depth`` for an (H, W) input (the heads keep the backbone's size)."""
+        return self.backbone.output_size(size)
 
     def forward(self, x: torch.Tensor) -> SegmenterOutput:
-        features = self.features(x)
+        features = self.backbone(x)
         depth = None
         if self.depth_head or self.feature_fusion:
             encoding = self.enc4_3(F.relu(self.enc4_2(F.relu(self.enc4_1(features)))))
@@ -116,35 +93,43 @@ class Segmenter(DeepLabResNet):
                 features = features * F.relu(self.dec4(encoding))
         return SegmenterOutput(self.layer6(features), depth)
 
-    def param_groups(self, lr: float) -> list[dict]:
-        """Two SGD groups (§1.5): backbone convs at ``lr``; classifier and depth block at ``10·lr``.
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters outside the backbone: the ASPP classifier and the depth block."""
+        in_backbone = {id(p) for p in self.backbone.parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in in_backbone]
 
-        Frozen BN affine parameters are excluded. Each group carries ``lr_mult`` (1 or 10) and a
+    def param_groups(self, lr: float) -> list[dict]:
+        """Two SGD groups (§1.5): the backbone at ``lr``; classifier and depth block at ``10·lr``.
+
+        Frozen parameters (BN affine) are left out. Each group carries ``lr_mult`` (1 or 10) and a
         ``name`` so that a scheduler can set ``group["lr"] = lr_mult · poly(lr)``.
         """
-        backbone, head = [], []
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            (backbone if name.startswith(self.BACKBONE_PREFIXES) else head).append(param)
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
         return [{"params": backbone, "lr": lr, "lr_mult": 1.0, "name": "backbone"},
-                {"params": head, "lr": 10.0 * lr, "lr_mult": 10.0, "name": "head"}]
+                {"params": self.head_parameters(), "lr": 10.0 * lr, "lr_mult": 10.0, "name": "head"}]
+
+
+#: the :func:`build_segmenter` arguments, i.e. the keys of ``model.spec`` and of a run's ``model`` config
+#: that describe the network
+def spec_keys() -> tuple[str, ...]:
+    return tuple(inspect.signature(build_segmenter).parameters)
 
 
 def build_segmenter(arch: str = "resnet101", num_classes: int = 16, depth_head: bool = True,
-                    feature_fusion: bool = True, bn_mode: str = "train",
-                    depth_widths: str = "official") -> Segmenter:
+                    feature_fusion: bool = True, bn_mode: str = "train", depth_widths: str = "official",
+                    output_stride: int = 8) -> Segmenter:
     """Build the DADA segmenter (DeepLab-v2 when both switches are off).
 
-    ``arch`` ∈ :data:`ARCHS`; ``bn_mode`` ∈ {"train", "frozen"}; ``depth_widths`` ∈ {"official",
-    "paper"}. Weights follow the official init (§1.4); load ImageNet or released weights afterwards.
+    ``arch`` ∈ :data:`~dada.models.backbones.BACKBONES`; ``bn_mode`` ∈ {"train", "frozen"};
+    ``depth_widths`` ∈ {"official", "paper"}; ``output_stride`` 8 (DeepLab-v2) or 16 where the backbone
+    supports it. Weights follow the official init (§1.4); load ImageNet or released weights afterwards.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHS)}")
-    return Segmenter(arch, num_classes, depth_head, feature_fusion, bn_mode, depth_widths)
+    if arch not in BACKBONES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(BACKBONES)}")
+    return Segmenter(arch, num_classes, depth_head, feature_fusion, bn_mode, depth_widths, output_stride)
 
 
 def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear upsampling with ``align_corners=True`` to ``size`` = (H, W), as the official code does
-    for logits and depth before the losses and the discriminator."""
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+    for logits and depth before the losses, the discriminator and the evaluation."""
+    return F.interpolate(x, size=tuple(int(s) for s in size), mode="bilinear", align_corners=True)
