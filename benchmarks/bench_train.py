@@ -119,7 +119,7 @@ def measure(height: int, width: int, iters: int, threads: int, arch: str) -> dic
     overrides = [f"model.arch={arch}", "train.device=cpu", f"data.source.size=[{height},{width}]",
                  f"data.target.size=[{height},{width}]", "data.num_workers=0", "train.progress=false",
                  f"train.max_iters={iters + 1}", "train.checkpoint_every=0", "train.image_every=0",
-                 "train.log_every=1"]
+                 "train.log_every=1", "model.pretrained=none"]  # timing only: random weights will do
     trainer = Trainer(load_config("synthia2cityscapes_dada", overrides))
     rss_before = peak_rss_mib()
     source, target = batches(height, width)

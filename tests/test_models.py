@@ -40,7 +40,8 @@ def test_output_sizes_at_paper_inputs(r101_meta, size, expected, disc_expected):
 def test_output_size_formula_matches_a_real_forward(size):
     net = build_segmenter("tiny", num_classes=3).eval()
     with torch.no_grad():
-        assert tuple(net(torch.zeros(1, 3, *size)).seg.shape[2:]) == output_size(size) == net.output_size(size)
+        shape = tuple(net(torch.zeros(1, 3, *size)).seg.shape[2:])
+    assert shape == output_size(size) == net.output_size(size)
     # the base class's generic answer (a forward on the meta device) agrees with the closed formula
     assert Backbone.output_size(net.backbone, size) == output_size(size)
 
@@ -137,7 +138,8 @@ def test_every_arch_builds_with_expected_width(arch):
 def test_backbone_and_heads_are_separate_parameter_groups():
     net = build_segmenter("tiny", num_classes=3)
     backbone, head = net.param_groups(1.0)
-    assert {id(p) for p in backbone["params"]} == {id(p) for p in net.backbone.parameters() if p.requires_grad}
+    trainable = {id(p) for p in net.backbone.parameters() if p.requires_grad}
+    assert {id(p) for p in backbone["params"]} == trainable
     assert {id(p) for p in head["params"]} == {id(p) for n, p in net.named_parameters()
                                                if n.startswith(("layer6.", "enc4_", "dec4."))}
 
@@ -146,7 +148,8 @@ def test_output_stride_16():
     net = build_segmenter("tiny", num_classes=3, output_stride=16).eval()
     with torch.no_grad():
         out = net(torch.zeros(1, 3, 64, 96))
-    assert tuple(out.seg.shape[2:]) == net.output_size((64, 96)) == (5, 7)  # 64×96 → 32×48 → 17×25 → 9×13 → 5×7
+    # 64×96 → 32×48 → 17×25 → 9×13 → 5×7
+    assert tuple(out.seg.shape[2:]) == net.output_size((64, 96)) == (5, 7)
     assert net.spec["output_stride"] == 16
     with pytest.raises(ValueError, match="output_stride"):
         build_backbone("tiny", output_stride=32)

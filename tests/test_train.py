@@ -180,7 +180,8 @@ def test_resume_after_sigkill_is_bit_identical(data, tmp_path):
         assert state["state"], name  # momentum buffers (SGD), moments (Adam)
         for index, buffers in state["state"].items():
             for key, value in buffers.items():
-                assert torch.equal(value, method_resumed["optimizers"][name]["state"][index][key]), (name, key)
+                resumed_value = method_resumed["optimizers"][name]["state"][index][key]
+                assert torch.equal(value, resumed_value), (name, key)
     lines = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["loss"] for r in lines("killed") if r["kind"] == "train"] == \
            [r["loss"] for r in lines("reference") if r["kind"] == "train"]

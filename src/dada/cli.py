@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dada.config import SELECTION_POLICIES
 from dada.errors import DadaError
 
 
@@ -137,7 +138,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="the no-depth counterpart for the D-Gain (e.g. AdvEnt for DADA)")
     p.add_argument("--all-snapshots", action="store_true",
                    help="evaluate every checkpoints/iter_*.pt of the run")
-    p.add_argument("--select", choices=("last", "best-on-val"), default="last",
+    p.add_argument("--select", choices=tuple(SELECTION_POLICIES), default="last",
                    help="with --all-snapshots: which snapshot is reported (default last; best-on-val is the "
                    "official protocol and selects on the evaluation set)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: the run folder, or "
@@ -168,6 +169,13 @@ def _parse_floats(text: str, option: str, count: int | None = None) -> list[floa
     return values
 
 
+def _parse_size(text: str | None) -> object:
+    """``--size``: "H,W" → [H, W]; "native" → None (keep each image's size); absent → "config"."""
+    if not text:
+        return "config"
+    return None if text == "native" else [int(v) for v in _parse_floats(text, "--size", 2)]
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     import os
 
@@ -175,9 +183,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from dada.evaluation.pipeline import evaluate_run
     from dada.evaluation.reports import pct
 
-    size: object = "config"
-    if args.size:
-        size = None if args.size == "native" else [int(v) for v in _parse_floats(args.size, "--size", 2)]
+    size = _parse_size(args.size)
     bins = DEFAULT_DEPTH_BINS
     if args.depth_bins:
         bins = None if args.depth_bins == "off" else _parse_floats(args.depth_bins, "--depth-bins")
@@ -221,9 +227,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     from dada.evaluation.predict import predict_checkpoint
 
-    size: object = "config"
-    if args.size:
-        size = None if args.size == "native" else [int(v) for v in _parse_floats(args.size, "--size", 2)]
+    size = _parse_size(args.size)
     result = predict_checkpoint(args.checkpoint, args.inputs, args.out, batch_size=args.batch_size,
                                 device=args.device, size=size, preprocess=args.preprocess,
                                 overwrite=args.overwrite)

@@ -60,7 +60,8 @@ class OfficialSGD(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"invalid SGD settings lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
+            raise ValueError(f"invalid SGD settings lr={lr}, momentum={momentum}, "
+                             f"weight_decay={weight_decay}")
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
         for group in self.param_groups:
             repeats = group.setdefault("repeats", [1] * len(group["params"]))
@@ -118,7 +119,8 @@ def build_segmenter_sgd(model: nn.Module, lr: float, momentum: float, weight_dec
     if roots is not None:
         counts = official_repeats(roots)
         listed = {id(p) for p in counts}
-        unlisted = [n for n, p in model.backbone.named_parameters() if p.requires_grad and id(p) not in listed]
+        unlisted = [n for n, p in model.backbone.named_parameters()
+                    if p.requires_grad and id(p) not in listed]
         if unlisted:
             raise ValueError(f"official_sgd_roots() of {type(model.backbone).__name__} misses trainable "
                              f"tensors {unlisted[:5]}")

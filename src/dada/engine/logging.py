@@ -87,7 +87,7 @@ class TrainLogger:
                preprocess: str) -> None:
         """The first item of each batch: inputs, predictions, self-information, depth, depth-aware map."""
         from dada.data import class_set, denormalize
-        from dada.losses import self_information
+        from dada.losses import depth_aware_map, self_information
 
         palette = class_set(num_classes).colorize
         for domain in ("source", "target"):
@@ -98,14 +98,15 @@ class TrainLogger:
                               dataformats="HWC")
             prediction = seg[0].argmax(0).cpu().numpy()
             self.tb.add_image(f"{domain}/prediction", palette(prediction), iteration, dataformats="HWC")
-            surprisal = self_information(torch.softmax(seg[:1].float(), 1)).sum(1)[0]
+            surprisal = self_information(torch.softmax(seg[:1].float(), 1))  # eq. (5), 1×C×H×W
             if domain == "target":
-                self.tb.add_image("target/self_information", _gray(surprisal), iteration, dataformats="HW")
+                self.tb.add_image("target/self_information", _gray(surprisal.sum(1)[0]), iteration,
+                                  dataformats="HW")
             if depth is not None:
                 self.tb.add_image(f"{domain}/depth", _gray(depth[0, 0]), iteration, dataformats="HW")
-                if domain == "target":
-                    self.tb.add_image("target/depth_aware", _gray(surprisal * depth[0, 0].float()), iteration,
-                                      dataformats="HW")
+                if domain == "target":  # what DADA's discriminator sees, summed over the classes
+                    dada_map = depth_aware_map(surprisal, depth[:1].float()).sum(1)[0]
+                    self.tb.add_image("target/depth_aware", _gray(dada_map), iteration, dataformats="HW")
 
     def close(self) -> None:
         self.tb.flush()

@@ -167,8 +167,10 @@ class Trainer:
                     datasets[part] = build_part(cfg, part)
             self.method.prepare(datasets, run_dir)
             sources = infinite_loader(datasets["source"], cfg, "source", self.consumed["source"], self.device)
-            targets = (infinite_loader(datasets["target"], cfg, "target", self.consumed["target"], self.device)
-                       if self.method.needs_target else iter(dict, None))  # endless empty batches
+            targets = iter(dict, None)  # endless empty batches for a method that does not use the target
+            if self.method.needs_target:
+                targets = infinite_loader(datasets["target"], cfg, "target", self.consumed["target"],
+                                          self.device)
         logger = TrainLogger(run_dir, cfg, self.iteration)
         try:
             while self.iteration < train.max_iters:

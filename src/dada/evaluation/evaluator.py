@@ -35,6 +35,7 @@ from dada.evaluation.metrics import (
     iou_from_confusion,
     nanmean,
 )
+from dada.models.segmenter import upsample
 
 PROTOCOL = {
     "upsampling": "logits bilinear, align_corners=True, to each label's full resolution (official)",
@@ -115,13 +116,6 @@ def model_outputs(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.T
     raise TypeError(f"the model returned {type(out).__name__}; expected an object with .seg and .depth")
 
 
-def upsample_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear, ``align_corners=True``, to ``size`` = (H, W) (official; a no-op at that size)."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(int(s) for s in size), mode="bilinear", align_corners=True)
-
-
 class SegmentationEvaluator:
     """Accumulates one evaluation; ``reset()``, ``process(items, seg_logits, depth)`` per batch,
     ``evaluate()`` → :class:`EvalResult`.
@@ -167,7 +161,7 @@ class SegmentationEvaluator:
         for index, item in enumerate(items):
             label = item["label"].to(seg_logits.device)
             size = tuple(label.shape[-2:])
-            pred = upsample_to(seg_logits[index:index + 1], size).argmax(1)[0]
+            pred = upsample(seg_logits[index:index + 1], size).argmax(1)[0]
             target_depth = item.get("depth")
             if self.depth_bins is not None and target_depth is not None:
                 disparity = _resize_nearest(target_depth.to(seg_logits.device), size)
@@ -186,7 +180,7 @@ class SegmentationEvaluator:
             depth_pred = None
             scores_depth = self.depth_quality_mode and item.get("depth") is not None
             if depth is not None and (scores_depth or name in self.keep):  # else not worth upsampling
-                depth_pred = upsample_to(depth[index:index + 1].float(), size)[0, 0]
+                depth_pred = upsample(depth[index:index + 1].float(), size)[0, 0]
                 if scores_depth:
                     gt = _resize_nearest(item["depth"].to(depth_pred.device), size)
                     self.depth_metrics.update(depth_pred, gt)

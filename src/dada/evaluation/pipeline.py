@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dada.benchmark import resolve_root
+from dada.config import SELECTION_POLICIES
 from dada.devices import resolve_device
 from dada.errors import DadaError
 from dada.evaluation.evaluator import EvalResult, evaluate_segmenter
@@ -26,12 +27,6 @@ from dada.evaluation.metrics import DEFAULT_DEPTH_BINS, d_gain, negative_transfe
 from dada.evaluation.predict import OFFICIAL_INPUT_SIZE
 from dada.evaluation.reports import code_version, config_hash, now_utc, write_results
 
-SELECTION_LABELS = {
-    "last": "last snapshot (nothing chosen on the evaluation set)",
-    "best-on-val": "best on the validation set (the official protocol; selects on the evaluation set, so "
-                   "the number is optimistic)",
-}
-_ITER = re.compile(r"^iter_(\d+)\.pt$")
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -123,10 +118,9 @@ def previous_figures(out_dir: Path) -> set[str]:
 def snapshot_paths(run_dir: Path) -> list[tuple[int, Path]]:
     """``(iteration, path)`` of a run folder's ``checkpoints/iter_*.pt``, oldest first (``evaluate_run``
     adds ``checkpoints/best.pt`` when its iteration is not among them)."""
-    folder = run_dir / "checkpoints"
-    found = [(int(m.group(1)), p) for p in folder.glob("iter_*.pt") if (m := _ITER.match(p.name))] \
-        if folder.is_dir() else []
-    return sorted(found)
+    from dada.models.loading import iteration_checkpoints
+
+    return iteration_checkpoints(run_dir / "checkpoints")
 
 
 def model_label(info: Mapping) -> str:
@@ -232,8 +226,8 @@ def evaluate_run(path: str | os.PathLike, *, out_dir: str | os.PathLike | None =
     from dada.data import denormalize
     from dada.models import load_segmenter
 
-    if select not in SELECTION_LABELS:
-        raise DadaError(f"--select must be one of {', '.join(SELECTION_LABELS)}, got {select!r}")
+    if select not in SELECTION_POLICIES:
+        raise DadaError(f"--select must be one of {', '.join(SELECTION_POLICIES)}, got {select!r}")
     path = Path(path)
     if not path.exists():
         raise DadaError(f"{path}: no such run folder or checkpoint")
@@ -286,7 +280,7 @@ def evaluate_run(path: str | os.PathLike, *, out_dir: str | os.PathLike | None =
             best = max(snapshots, key=lambda s: -math.inf if math.isnan(s["miou"]) else s["miou"])
             chosen = best["iteration"]
         result, info = results_by_iter[chosen]
-        selection = {"policy": select, "iteration": chosen, "label": SELECTION_LABELS[select],
+        selection = {"policy": select, "iteration": chosen, "label": SELECTION_POLICIES[select],
                      "source": "dada eval --all-snapshots"}
         model = load_segmenter(info["source"], map_location=device)[0]
     else:

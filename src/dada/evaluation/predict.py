@@ -21,8 +21,9 @@ import torch
 
 from dada.devices import resolve_device
 from dada.errors import DadaError
-from dada.evaluation.evaluator import model_outputs, upsample_to
+from dada.evaluation.evaluator import model_outputs
 from dada.evaluation.figures import colorize, depth_to_rgb, overlay, save_rgb
+from dada.models.segmenter import upsample
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 #: Official test input size (H, W) for Cityscapes, used for official state dicts (no config inside).
@@ -144,15 +145,15 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
                 inverse_depth = depth[index:index + 1].float()
             if fitted is not None:  # letterboxed: the image's part of the canvas, then its own size
                 canvas = tuple(size)
-                logits = upsample_to(logits, canvas)[..., : fitted[0], : fitted[1]]
+                logits = upsample(logits, canvas)[..., : fitted[0], : fitted[1]]
                 if inverse_depth is not None:
-                    inverse_depth = upsample_to(inverse_depth, canvas)[..., : fitted[0], : fitted[1]]
-            pred = upsample_to(logits, hw).argmax(1)[0].cpu().numpy()
+                    inverse_depth = upsample(inverse_depth, canvas)[..., : fitted[0], : fitted[1]]
+            pred = upsample(logits, hw).argmax(1)[0].cpu().numpy()
             seg_rgb = colorize(pred, num_classes)
             written.append(save_rgb(out_dir / f"{name}_seg.png", seg_rgb))
             written.append(save_rgb(out_dir / f"{name}_overlay.png", overlay(rgb, seg_rgb, alpha)))
             if inverse_depth is not None:
-                inverse = upsample_to(inverse_depth, hw)[0, 0].cpu().numpy()
+                inverse = upsample(inverse_depth, hw)[0, 0].cpu().numpy()
                 written.append(save_rgb(out_dir / f"{name}_depth.png", depth_to_rgb(inverse)))
         if bar is not None:
             bar.update(len(batch))

@@ -90,7 +90,8 @@ class Method:
         if not torch.isfinite(values).all():
             bad = {name: v for name, v in zip(loss, values.tolist(), strict=True) if not math.isfinite(v)}
             raise DadaError(f"iteration {iteration}: non-finite loss {bad}; stopped before updating the "
-                            f"weights (the last checkpoint is intact). Try a lower train.lr or check the data")
+                            f"weights (the last checkpoint is intact). Try a lower train.lr or check the "
+                            f"data")
         return dict(zip(loss, values.unbind(), strict=True))
 
     def source_objective(self, source: dict, seg: torch.Tensor, depth: torch.Tensor | None,

@@ -131,5 +131,7 @@ def build_segmenter(arch: str = "resnet101", num_classes: int = 16, depth_head: 
 
 def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear upsampling with ``align_corners=True`` to ``size`` = (H, W), as the official code does
-    for logits and depth before the losses, the discriminator and the evaluation."""
+    for logits and depth before the losses, the discriminator and the evaluation (a no-op at that size)."""
+    if tuple(x.shape[-2:]) == tuple(int(s) for s in size):
+        return x
     return F.interpolate(x, size=tuple(int(s) for s in size), mode="bilinear", align_corners=True)

@@ -80,7 +80,8 @@ class Backbone(nn.Module):
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """(h, w) of :meth:`forward`'s output for an (H, W) input. This default runs the network on the
         meta device (no memory, no compute); families with a closed formula override it."""
-        meta = {name: torch.empty_like(t, device="meta") for name, t in self.state_dict(keep_vars=True).items()}
+        meta = {name: torch.empty_like(t, device="meta")
+                for name, t in self.state_dict(keep_vars=True).items()}
         with torch.no_grad():
             out = torch.func.functional_call(self, meta, (torch.empty(1, 3, *size, device="meta"),))
         return tuple(out.shape[-2:])  # type: ignore[return-value]
