@@ -28,7 +28,6 @@ from dada.evaluation.predict import OFFICIAL_INPUT_SIZE
 from dada.evaluation.reports import code_version, config_hash, now_utc, write_results
 
 
-
 # ------------------------------------------------------------------------------------------ inputs
 def data_settings(info: Mapping, *, dataset: str | None = None, root: str | os.PathLike | None = None,
                   split: str | None = None, size: Sequence[int] | None | str = "config",
