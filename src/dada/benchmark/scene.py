@@ -261,6 +261,15 @@ def vegetation(st: Street) -> None:
                   VEGETATION, st.color(VEGETATION), material=FOLIAGE, inst=st.new_inst())
 
 
+def wheels(scene: Scene, x: float, width: float, centres: list[float], half: float, height: float, label: int,
+           inst: int) -> None:
+    """Dark wheel blocks across a vehicle of ``width`` at the given Z ``centres``, filling the gap under
+    its body."""
+    for zc in centres:
+        scene.add("box", (x - width / 2 + 0.05, 0, zc - half), (x + width / 2 - 0.05, height, zc + half),
+                  label, (0.05, 0.05, 0.05), inst=inst)
+
+
 def car(st: Street, x: float, z: float) -> None:
     """A car: a body, a cabin and two wheel blocks filling the gap under the body."""
     scene = st.scene
@@ -270,9 +279,7 @@ def car(st: Street, x: float, z: float) -> None:
     scene.add("box", (x - w / 2, 0.2, z), (x + w / 2, 0.95, z + length), CAR, col, material=CAR_BODY, inst=i)
     scene.add("box", (x - w / 2 + 0.1, 0.95, z + 0.9), (x + w / 2 - 0.1, 1.45, z + length - 0.9), CAR, col,
               material=CAR_CABIN, inst=i)
-    for dz in (0.7, length - 0.7):
-        scene.add("box", (x - w / 2 + 0.05, 0, z + dz - 0.32), (x + w / 2 - 0.05, 0.4, z + dz + 0.32), CAR,
-                  (0.05, 0.05, 0.05), inst=i)
+    wheels(scene, x, w, [z + 0.7, z + (length - 0.7)], 0.32, 0.4, CAR, i)
 
 
 def bus(st: Street, x: float, z: float) -> None:
@@ -282,9 +289,7 @@ def bus(st: Street, x: float, z: float) -> None:
     w, length, height = 2.5, float(st.rng.uniform(10, 13)), float(st.rng.uniform(3.0, 3.4))
     scene.add("box", (x - w / 2, 0.3, z), (x + w / 2, height, z + length), BUS, st.color(BUS),
               material=BUS_BODY, inst=i)
-    for dz in (1.8, length - 2.2):
-        scene.add("box", (x - w / 2 + 0.05, 0, z + dz - 0.5), (x + w / 2 - 0.05, 0.5, z + dz + 0.5), BUS,
-                  (0.05, 0.05, 0.05), inst=i)
+    wheels(scene, x, w, [z + 1.8, z + (length - 2.2)], 0.5, 0.5, BUS, i)
 
 
 def vehicles(st: Street) -> list[tuple[float, float]]:

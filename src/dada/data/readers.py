@@ -19,9 +19,11 @@ from dada.errors import DadaError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _read_bytes(path: Path, what: str) -> bytes:
+def _read_bytes(path: Path, what: str, size: int = -1) -> bytes:
+    """The file's bytes (the first ``size`` when given); DadaError when it is missing, unreadable or empty."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read(size)
     except FileNotFoundError:
         raise DadaError(f"{what} file {path} is missing: restore it, or remove its name from the "
                         f"split's list file") from None
@@ -149,16 +151,7 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type → channels (pale
 def png_header(path: Path, what: str = "image") -> tuple[int, int, int, int]:
     """(H, W, bit depth, channels) from a PNG's IHDR chunk (the first 33 bytes); DadaError naming the
     file when it is missing, empty or not a PNG."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(33)
-    except FileNotFoundError:
-        raise DadaError(f"{what} file {path} is missing: restore it, or remove its name from the "
-                        f"split's list file") from None
-    except OSError as error:
-        raise DadaError(f"cannot read {what} file {path}: {error.strerror or error}") from None
-    if not head:
-        raise DadaError(f"{what} file {path} is empty (0 bytes): re-extract it from the dataset archive")
+    head = _read_bytes(path, what, 33)
     if len(head) < 33 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR" \
             or head[25] not in _PNG_CHANNELS:
         raise DadaError(f"{what} file {path} is not a readable PNG (bad header): it is truncated or not a "
