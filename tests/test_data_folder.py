@@ -104,3 +104,24 @@ def test_bad_folder_input(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / "labels/frame_0001.png")
     with pytest.raises(DadaError, match="is 4×4 .* is 3×2"):
         build_dataset("folder", root, "all", 16)[0]
+
+
+def test_write_folder_round_trips_through_the_reader(tmp_path):
+    from dada.data.folder import write_folder
+
+    root = tmp_path / "written"
+    rgb = np.random.default_rng(3).integers(0, 256, (2, 3, 3)).astype(np.uint8)
+    colours = np.array([[[128, 64, 128], [0, 0, 142], [70, 130, 180]],
+                        [[0, 0, 0], [244, 35, 232], [128, 64, 128]]], np.uint8)
+    metres = np.array([[1.0, 2.5, 10.0], [0.0, 4.0, 655.0]], np.float32)
+    write_folder(root, "f.png", rgb, colours, metres, spec={**CARLA_SPEC, "depth": {"format": "npy"}})
+    write_folder(root, "g.png", rgb[::-1].copy(), colours[::-1].copy(), metres[::-1].copy())
+    assert sorted(p.name for p in root.rglob("*") if p.is_file()) == [
+        "dataset.yaml", "f.npy", "f.png", "f.png", "g.npy", "g.png", "g.png"]
+    item = build_dataset("folder", root, "all", 16, depth=True)[0]
+    np.testing.assert_array_equal(item["label"].numpy(), [[0, 12, 9], [255, 1, 0]])
+    centimetres = np.where(metres > 0, metres * 100.0, 65535)
+    np.testing.assert_allclose(item["depth"][0].numpy(), 65536.0 / (centimetres + 1.0), rtol=1e-6)
+    write_folder(tmp_path / "ids", "h.png", rgb, np.array([[7, 700, 7], [0, 7, 7]], np.uint16))
+    ids = cv2.imread(str(tmp_path / "ids/labels/h.png"), cv2.IMREAD_UNCHANGED)
+    assert ids.dtype == np.uint16 and ids[0, 1] == 700  # 16-bit ids survive

@@ -1,4 +1,5 @@
-"""Datasets in their on-disk formats, class sets, transforms and the built-in benchmark generator."""
+"""Datasets in their on-disk formats (one module per dataset: layout, reader, writer), class sets,
+transforms and the dataset doctor. The built-in benchmark generator is :mod:`dada.benchmark`."""
 
 from dada.data.classes import (
     CLASSES_7,
