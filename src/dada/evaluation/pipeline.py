@@ -13,6 +13,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -202,38 +203,65 @@ def _reference(path, *, role: str, dataset, num_classes, device, batch_size, dep
 
 
 # ------------------------------------------------------------------------------------------ the run
-def evaluate_run(path: str | os.PathLike, *, out_dir: str | os.PathLike | None = None,
-                 overwrite: bool = False, dataset: str | None = None, root: str | os.PathLike | None = None,
-                 split: str | None = None,
-                 size: Sequence[int] | None | str = "config", num_classes: int | None = None,
-                 baseline: str | os.PathLike | None = None, counterpart: str | os.PathLike | None = None,
-                 all_snapshots: bool = False, select: str = "last", device: str = "auto", batch_size: int = 1,
-                 max_images: int | None = None, depth_bins: Sequence[float] | None = DEFAULT_DEPTH_BINS,
-                 source_depth: bool = True, source_split: str | None = None, figures: int = 4,
-                 figure_images: Sequence[str] | None = None, seed: int = 0, label: str | None = None,
-                 progress: bool = True) -> dict:
+@dataclass
+class EvalOptions:
+    """What :func:`evaluate_run` evaluates, on which data, and what it reports (the ``dada eval`` options).
+
+    Data (``dataset``, ``root``, ``split``, ``size``: override the checkpoint config's ``data.val``;
+    ``size="config"`` keeps it, None the native size; ``num_classes`` must match the checkpoint).
+    References: ``baseline`` the source-only model (negative transfer rate); ``counterpart`` the no-depth
+    counterpart (D-Gain; default the baseline when it has no depth and this model has). Snapshots:
+    ``all_snapshots`` evaluates every ``checkpoints/iter_*.pt`` and reports the one chosen by ``select``
+    (a key of :data:`dada.config.SELECTION_POLICIES`). Depth: ``depth_bins`` (IoU by depth range, None
+    off), ``source_depth`` (depth quality on the source validation images of ``source_split``). Figures:
+    ``figures`` images drawn with ``seed``, or ``figure_images`` by name; ``label`` names the model.
+    """
+
+    dataset: str | None = None
+    root: str | os.PathLike | None = None
+    split: str | None = None
+    size: Sequence[int] | None | str = "config"
+    num_classes: int | None = None
+    baseline: str | os.PathLike | None = None
+    counterpart: str | os.PathLike | None = None
+    all_snapshots: bool = False
+    select: str = "last"
+    device: str = "auto"
+    batch_size: int = 1
+    max_images: int | None = None
+    depth_bins: Sequence[float] | None = DEFAULT_DEPTH_BINS
+    source_depth: bool = True
+    source_split: str | None = None
+    figures: int = 4
+    figure_images: Sequence[str] | None = None
+    seed: int = 0
+    label: str | None = None
+    progress: bool = True
+
+
+def evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *,
+                 out_dir: str | os.PathLike | None = None, overwrite: bool = False, **settings) -> dict:
     """Evaluate a run folder or a checkpoint and write ``results.json``, ``results.md`` and the figures.
 
-    ``out_dir``: default the run folder (for a run) or ``<checkpoint folder>/eval_<name>/`` (for a file);
-    an existing evaluation is replaced only with ``overwrite``. ``dataset/root/split/size`` override the
-    checkpoint config's ``data.val``. ``baseline``: the source-only model (negative transfer rate);
-    ``counterpart``: the no-depth counterpart (D-Gain; default the baseline when it has no depth and
-    this model has). ``all_snapshots``: evaluate every ``checkpoints/iter_*.pt`` and report the one
-    chosen by ``select`` (``last`` | ``best-on-val``). ``figures``: number of images (drawn with ``seed``)
-    in the qualitative grid, or ``figure_images`` by name. Returns the results dict (as written).
+    ``options``: an :class:`EvalOptions`, or its fields as keyword arguments (``settings``). ``out_dir``:
+    default the run folder (for a run) or ``<checkpoint folder>/eval_<name>/`` (for a file); an existing
+    evaluation is replaced only with ``overwrite``. Returns the results dict (as written).
     """
     from dada.data import denormalize
     from dada.models import load_segmenter
 
-    if select not in SELECTION_POLICIES:
-        raise DadaError(f"--select must be one of {', '.join(SELECTION_POLICIES)}, got {select!r}")
+    opts = options if options is not None else EvalOptions(**settings)
+    if options is not None and settings:
+        raise TypeError("give either an EvalOptions or its fields as keyword arguments, not both")
+    if opts.select not in SELECTION_POLICIES:
+        raise DadaError(f"--select must be one of {', '.join(SELECTION_POLICIES)}, got {opts.select!r}")
     path = Path(path)
     if not path.exists():
         raise DadaError(f"{path}: no such run folder or checkpoint")
     run_dir = path if path.is_dir() else (path.parent.parent if path.parent.name == "checkpoints" else None)
-    if all_snapshots and not path.is_dir():
+    if opts.all_snapshots and not path.is_dir():
         raise DadaError("--all-snapshots needs a run folder (with checkpoints/iter_*.pt), not a file")
-    device = resolve_device(device)
+    device = resolve_device(opts.device)
     if out_dir is None:
         out = path if path.is_dir() else path.parent / f"eval_{path.stem}"
         out_dir = prepare_out_dir(out, overwrite, is_run_folder=path.is_dir())
@@ -243,83 +271,48 @@ def evaluate_run(path: str | os.PathLike, *, out_dir: str | os.PathLike | None =
     stale = previous_figures(out_dir)
     model, info = load_segmenter(path, map_location=device)
     classes = int(info["model_spec"]["num_classes"])
-    if num_classes is not None and int(num_classes) != classes:
+    if opts.num_classes is not None and int(opts.num_classes) != classes:
         raise DadaError(f"{info['source']}: the checkpoint predicts {classes} classes but --num-classes is "
-                        f"{num_classes}: evaluate it on a {classes}-class dataset")
-    settings = data_settings(info, dataset=dataset, root=root, split=split, size=size)
+                        f"{opts.num_classes}: evaluate it on a {classes}-class dataset")
+    settings = data_settings(info, dataset=opts.dataset, root=opts.root, split=opts.split, size=opts.size)
     eval_set = build_eval_dataset(settings, classes)
-    indices = choose_figure_indices(eval_set, figures, figure_images, seed, max_images)
-    keep = _item_names(eval_set, indices)
-    common = dict(num_classes=classes, device=device, batch_size=batch_size, depth_bins=depth_bins,
-                  max_images=max_images, keep=keep, progress=progress)
+    indices = choose_figure_indices(eval_set, opts.figures, opts.figure_images, opts.seed, opts.max_images)
+    common = dict(num_classes=classes, device=device, batch_size=opts.batch_size, depth_bins=opts.depth_bins,
+                  max_images=opts.max_images, keep=_item_names(eval_set, indices), progress=opts.progress)
 
     snapshots = None
     selection = _read_selection(run_dir) if path.is_dir() else None
-    if all_snapshots:
-        found = snapshot_paths(path)
-        if not found:
-            raise DadaError(f"{path}: no checkpoints/iter_*.pt to evaluate (training keeps the newest "
-                            f"train.keep_last); evaluate final.pt without --all-snapshots")
-        snapshots, results_by_iter = [], {}
-        best_file = path / "checkpoints" / "best.pt"  # the trainer's best-on-val, possibly pruned from iter_*
-        for iteration, snapshot in found + ([(None, best_file)] if best_file.is_file() else []):
-            snap_model, snap_info = load_segmenter(snapshot, map_location=device)
-            iteration = snap_info.get("iteration") if iteration is None else iteration
-            if iteration in results_by_iter or iteration is None:
-                continue
-            res = _evaluate_model(snap_model, eval_set, desc=f"iter {iteration}", **common)
-            snapshots.append({"iteration": iteration, "checkpoint": str(snapshot), "miou": res.miou,
-                              "miou13": res.miou13})
-            results_by_iter[iteration] = (res, snap_info)
-            del snap_model
-        snapshots.sort(key=lambda s: s["iteration"])
-        if select == "last":
-            chosen = snapshots[-1]["iteration"]
-        else:
-            best = max(snapshots, key=lambda s: -math.inf if math.isnan(s["miou"]) else s["miou"])
-            chosen = best["iteration"]
-        result, info = results_by_iter[chosen]
-        selection = {"policy": select, "iteration": chosen, "label": SELECTION_POLICIES[select],
-                     "source": "dada eval --all-snapshots"}
+    if opts.all_snapshots:
+        snapshots, result, info, selection = _evaluate_snapshots(path, eval_set, opts.select, common)
         model = load_segmenter(info["source"], map_location=device)[0]
     else:
         result = _evaluate_model(model, eval_set, desc="eval", **common)
 
     references: dict[str, dict] = {}
-    for role, ref_path in (("baseline", baseline), ("counterpart", counterpart)):
+    for role, ref_path in (("baseline", opts.baseline), ("counterpart", opts.counterpart)):
         if ref_path is not None:
             references[role] = _reference(ref_path, role=role, dataset=eval_set, **common)
     depth_model = uses_depth(info)
     if "counterpart" not in references and "baseline" in references and depth_model \
             and not references["baseline"]["depth"]:
         references["counterpart"] = references["baseline"]
-
     depth_quality = None
-    if source_depth and info["model_spec"].get("depth_head"):
-        source_settings = source_val_settings(info, source_split)
-        if source_settings is not None:
-            source_set = build_eval_dataset(source_settings, classes, depth=True, part="source")
-            source_result = evaluate_segmenter(model, source_set, num_classes=classes, device=device,
-                                               batch_size=batch_size, depth_quality=True,
-                                               max_images=max_images, progress=progress, desc="source depth")
-            if source_result.depth_quality:
-                depth_quality = {**source_result.depth_quality, "images": source_result.num_images,
-                                 "dataset": source_settings, "source_miou": source_result.miou}
+    if opts.source_depth and info["model_spec"].get("depth_head"):
+        depth_quality = _source_depth_quality(model, info, opts, classes, device)
     del model
 
+    config = info.get("config") or {}
     results: dict[str, Any] = {
         "format": "dada-seg-results/1",
         "created": now_utc(),
         "code_version": code_version(),
-        "model": {"label": label or model_label(info), "checkpoint": info["source"],
+        "model": {"label": opts.label or model_label(info), "checkpoint": info["source"],
                   "iteration": info.get("iteration"), "format": info.get("format"), "depth": depth_model,
                   "model_spec": info["model_spec"], "config_hash": config_hash(info.get("config")),
                   "config_hash_without_seed": config_hash(info.get("config"), without_seed=True),
-                  "preset": (info.get("config") or {}).get("preset"),
-                  "method": ((info.get("config") or {}).get("method") or {}).get("name"),
-                  "seed": (info.get("config") or {}).get("seed"),
-                  "source_fraction": (((info.get("config") or {}).get("data") or {}).get("source")
-                                      or {}).get("fraction")},
+                  "preset": config.get("preset"), "method": (config.get("method") or {}).get("name"),
+                  "seed": config.get("seed"),
+                  "source_fraction": ((config.get("data") or {}).get("source") or {}).get("fraction")},
         "config": info.get("config"),
         "dataset": {**settings, "root": str(settings["root"]), "num_images": result.num_images,
                     "with_disparity": result.depth_ranges is not None},
@@ -344,6 +337,55 @@ def evaluate_run(path: str | os.PathLike, *, out_dir: str | os.PathLike | None =
         (out_dir / old).unlink(missing_ok=True)
     results["out_dir"] = str(out_dir)
     return results
+
+
+def _evaluate_snapshots(run_dir: Path, eval_set, select: str, common: dict) -> tuple[list, EvalResult,
+                                                                                      dict, dict]:
+    """Every ``checkpoints/iter_*.pt`` (and ``best.pt``) of a run: ``(snapshots, result, info,
+    selection)`` of the one ``select`` chooses."""
+    from dada.models import load_segmenter
+
+    found = snapshot_paths(run_dir)
+    if not found:
+        raise DadaError(f"{run_dir}: no checkpoints/iter_*.pt to evaluate (training keeps the newest "
+                        f"train.keep_last); evaluate final.pt without --all-snapshots")
+    snapshots, results_by_iter = [], {}
+    best_file = run_dir / "checkpoints" / "best.pt"  # the trainer's best-on-val, possibly pruned from iter_*
+    for iteration, snapshot in found + ([(None, best_file)] if best_file.is_file() else []):
+        snap_model, snap_info = load_segmenter(snapshot, map_location=common["device"])
+        iteration = snap_info.get("iteration") if iteration is None else iteration
+        if iteration in results_by_iter or iteration is None:
+            continue
+        res = _evaluate_model(snap_model, eval_set, desc=f"iter {iteration}", **common)
+        snapshots.append({"iteration": iteration, "checkpoint": str(snapshot), "miou": res.miou,
+                          "miou13": res.miou13})
+        results_by_iter[iteration] = (res, snap_info)
+        del snap_model
+    snapshots.sort(key=lambda s: s["iteration"])
+    if select == "last":
+        chosen = snapshots[-1]["iteration"]
+    else:
+        chosen = max(snapshots, key=lambda s: -math.inf if math.isnan(s["miou"]) else s["miou"])["iteration"]
+    result, info = results_by_iter[chosen]
+    selection = {"policy": select, "iteration": chosen, "label": SELECTION_POLICIES[select],
+                 "source": "dada eval --all-snapshots"}
+    return snapshots, result, info, selection
+
+
+def _source_depth_quality(model, info: Mapping, opts: EvalOptions, classes: int, device) -> dict | None:
+    """The depth head's quality on the source validation images (None when the config names none)."""
+    source_settings = source_val_settings(info, opts.source_split)
+    if source_settings is None:
+        return None
+    source_set = build_eval_dataset(source_settings, classes, depth=True, part="source")
+    source_result = evaluate_segmenter(model, source_set, num_classes=classes, device=device,
+                                       batch_size=opts.batch_size, depth_quality=True,
+                                       max_images=opts.max_images, progress=opts.progress,
+                                       desc="source depth")
+    if not source_result.depth_quality:
+        return None
+    return {**source_result.depth_quality, "images": source_result.num_images, "dataset": source_settings,
+            "source_miou": source_result.miou}
 
 
 def write_figures(out_dir: Path, results: Mapping, result: EvalResult, references: Mapping[str, dict],
