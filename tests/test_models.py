@@ -210,3 +210,43 @@ def test_channels_last_and_autocast_forward():
         out_bf16 = net.train()(x)
     out_bf16.seg.float().sum().backward()
     assert out_bf16.seg.dtype == torch.bfloat16 and net.backbone.conv1.weight.grad is not None
+
+
+class TwoConv(Backbone):
+    """A backbone written as a new family would be: one class, one BACKBONES entry."""
+
+    preprocess = "imagenet"
+
+    def __init__(self, bn_mode: str = "train", output_stride: int = 8):
+        super().__init__(bn_mode, output_stride)
+        if output_stride != 8:
+            raise ValueError(f"unknown output_stride {output_stride} for two_conv; only 8")
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4, padding=1),
+                                        torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1))
+        self.out_channels = 16
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_new_backbone_is_one_class_and_one_dict_entry(monkeypatch):
+    from dada.config import load_config
+    from dada.engine import Trainer
+    from dada.optim import OfficialSGD
+
+    monkeypatch.setitem(BACKBONES, "two_conv", TwoConv)
+    net = build_segmenter("two_conv", num_classes=3, bn_mode="frozen").train()
+    assert net.output_size((40, 72)) == tuple(net(torch.zeros(1, 3, 40, 72)).seg.shape[2:]) == (5, 9)
+    assert not net.backbone.body[1].training  # frozen BN stays in eval mode
+    cfg = load_config("benchmark_dada", ["model.arch=two_conv", "method.ndf=8", "train.device=cpu"])
+    trainer = Trainer(cfg)
+    assert isinstance(trainer.optimizer, OfficialSGD)
+    assert set(trainer.optimizer.param_groups[0]["repeats"]) == {1}  # no official list: each tensor once
+    g = torch.Generator().manual_seed(0)
+    source = {"image": torch.randn(1, 3, 32, 48, generator=g), "label": torch.randint(0, 16, (1, 32, 48)),
+              "depth": torch.rand(1, 1, 32, 48, generator=g)}
+    before = trainer.model.backbone.body[0].weight.clone()
+    losses = trainer.train_step(source, {"image": torch.randn(1, 3, 32, 48, generator=g)})
+    assert {"seg_src", "depth_src", "adv_trg_depth_aware"} <= set(losses)
+    assert not torch.equal(before, trainer.model.backbone.body[0].weight)

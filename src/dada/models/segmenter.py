@@ -67,13 +67,15 @@ class Segmenter(nn.Module):
     @property
     def spec(self) -> dict:
         """The :func:`build_segmenter` keyword arguments that rebuild this model (saved in checkpoints)."""
-        return {"arch": self.arch, "num_classes": self.num_classes, "depth_head": self.depth_head,
-                "feature_fusion": self.feature_fusion, "bn_mode": self.bn_mode,
-                "depth_widths": self.depth_widths, "output_stride": self.backbone.output_stride}
+        return {key: getattr(self, key) for key in spec_keys()}
 
     @property
     def bn_mode(self) -> str:
         return self.backbone.bn_mode
+
+    @property
+    def output_stride(self) -> int:
+        return self.backbone.output_stride
 
     def set_bn_mode(self, bn_mode: str) -> None:
         self.backbone.set_bn_mode(bn_mode)
@@ -109,9 +111,9 @@ class Segmenter(nn.Module):
                 {"params": self.head_parameters(), "lr": 10.0 * lr, "lr_mult": 10.0, "name": "head"}]
 
 
-#: the :func:`build_segmenter` arguments, i.e. the keys of ``model.spec`` and of a run's ``model`` config
-#: that describe the network
 def spec_keys() -> tuple[str, ...]:
+    """The :func:`build_segmenter` arguments: the keys of ``model.spec`` and those of a run's ``model``
+    config that describe the network."""
     return tuple(inspect.signature(build_segmenter).parameters)
 
 
