@@ -91,11 +91,12 @@ def load_segmenter(path: str | os.PathLike, map_location: str | torch.device = "
     """Load a segmenter for inference (returned in eval mode on ``map_location``).
 
     ``path``: a run folder (its ``checkpoints/final.pt``, else the newest ``checkpoints/iter_*.pt``), one
-    of our checkpoints (``{"format": "dada-seg/1", "model_spec", "model", "config", "iteration", ...}``),
+    of our checkpoints (``{"format": "dada-seg/2" (or "dada-seg/1"), "model_spec", "model", "config",
+    "iteration", ...}``),
     or an official DADA / ADVENT state dict (architecture, num_classes and depth block read from the
     keys; a ``module.`` prefix is stripped). ``info``: ``model_spec``, ``config`` (ours only, else None),
     ``iteration`` (ours, or from an official ``model_N.pth`` name, else None), ``source`` (the file),
-    ``format`` (``dada-seg/1`` or ``official``).
+    ``format`` (``dada-seg/2``, ``dada-seg/1`` or ``official``).
     """
     path = Path(path)
     if path.is_dir():
