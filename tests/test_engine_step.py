@@ -282,3 +282,10 @@ def test_imagenet_initialisation_loads_the_backbone_only(tmp_path):
     assert not torch.equal(ours["layer6.conv2d_list.0.weight"], theirs["layer6.conv2d_list.0.weight"])
     with pytest.raises(DadaError, match="missing.pth"):
         Trainer(load_config("benchmark_dada", [*TINY, f"model.pretrained={tmp_path / 'missing.pth'}"]))
+
+
+def test_unknown_method_and_empty_adversarial_list_are_errors():
+    with pytest.raises(DadaError, match=r"method.name: unknown method 'fancy'.*dada"):
+        Trainer(load_config("benchmark_dada", [*TINY, "method.name=fancy"]))
+    with pytest.raises(DadaError, match="method.adversarial is empty"):
+        Trainer(load_config("benchmark_dada", [*TINY, "method.adversarial=[]"]))
