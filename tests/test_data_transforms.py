@@ -69,3 +69,43 @@ def test_pad_to_aspect_matches_the_official_rule():
     assert pad_to_aspect(label, 4 / 3, 255) is label
     padded = pad_to_aspect(np.zeros((5, 5), np.uint8), 4 / 3, 255)  # width = int(5 · 4/3) = 6
     assert padded.shape == (5, 6) and (padded[:, 5] == 255).all() and (padded[:, :5] == 0).all()
+
+
+def test_data_and_benchmark_modules_import_without_a_circle():
+    """dada.data.* and dada.benchmark.* form an acyclic import graph; data never imports the benchmark."""
+    import ast
+    from pathlib import Path
+
+    import dada
+
+    package = Path(dada.__file__).parent
+    graph = {}
+    for sub in ("data", "benchmark"):
+        for path in (package / sub).glob("*.py"):
+            if path.name == "__init__.py":
+                continue
+            name = f"dada.{sub}.{path.stem}"
+            imported = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dada."):
+                    modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                    imported.update(m for m in modules if m.startswith(("dada.data.", "dada.benchmark")))
+            graph[name] = {m for m in imported if m in graph or (package / (m[5:].replace(".", "/") + ".py"))
+                           .is_file()} - {name}
+    assert not [m for m in graph if m.startswith("dada.data.") and any(i.startswith("dada.benchmark")
+                                                                       for i in graph[m])]
+    done, visiting = set(), []
+
+    def visit(module):
+        assert module not in visiting, f"import circle: {' → '.join([*visiting, module])}"
+        if module in done or module not in graph:
+            return
+        visiting.append(module)
+        for other in graph[module]:
+            visit(other)
+        visiting.pop()
+        done.add(module)
+
+    for module in list(graph):
+        visit(module)
+    assert "dada.data.datasets" not in graph["dada.data.folder"]
