@@ -121,6 +121,35 @@ class MethodConfig:
     depth_supervision: bool = True  # λ_dep·berHu (eq. 2-3) on the source depth (needs model.depth_head)
     halve_d_loss: bool = False  # ADVENT's train_advent divides each discriminator term by 2
     ndf: int = 64  # discriminator width
+    # CLAN (RoyalVane/CLAN CLAN_train.py, SYNTHIA branch): λ_weight, λ_local (40 for GTA5), ε,
+    # PREHEAT_STEPS = NUM_STEPS_STOP/20, and utils/loss.py CrossEntropy2d's focal gamma (0: plain CE)
+    clan_lambda_weight: float = 0.01
+    clan_lambda_local: float = 10.0
+    clan_epsilon: float = 0.4
+    clan_preheat: float = 0.05
+    clan_focal_gamma: float = 2.0
+    # AdaptPatch (Tsai et al. ICCV 2019 §4): K modes, λ_d, λ_adv in the patch space; patch side, 2×2
+    # sub-histogram grid; how many source images / patches the K-means sees (0 = all)
+    patch_modes: int = 50
+    lambda_patch_cls: float = 0.01
+    lambda_patch_adv: float = 0.0005
+    patch_size: int = 32
+    patch_grid: int = 2
+    patch_kmeans_images: int = 0
+    patch_kmeans_points: int = 200000
+    # SPIGAN (Lee et al. ICLR 2019 §4): α (GAN), β (task), γ (privileged), δ (perceptual); privileged=false
+    # is SPIGAN-no-PI; CycleGAN's generator/PatchGAN sizes and Adam 2e-4 (0.5, 0.999)
+    spigan_alpha: float = 1.0
+    spigan_beta: float = 0.5
+    spigan_gamma: float = 0.1
+    spigan_delta: float = 0.33
+    privileged: bool = False  # SPIGAN: the source depth feeds the privileged network P
+    privileged_arch: str | None = None  # P's backbone (default model.arch)
+    gan_lr: float = 2e-4
+    gan_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    generator_ngf: int = 64
+    generator_blocks: int = 9
+    image_ndf: int = 64
 
 
 @dataclass

@@ -45,7 +45,8 @@ def build_part(cfg: DictConfig, part: str) -> Dataset:
     from dada.data.transforms import check_augment
 
     spec = cfg.data[part]
-    options = {"source": dict(depth=cfg.method.depth_supervision, labels=True, label_size="input"),
+    source_depth = cfg.method.depth_supervision or cfg.method.privileged  # SPIGAN's P regresses it
+    options = {"source": dict(depth=source_depth, labels=True, label_size="input"),
                "target": dict(depth=False, labels=False, label_size="input"),
                "val": dict(depth=False, labels=True, label_size="native")}[part]
     chosen = {k: v for k, v in to_dict(spec.augment).items() if v is not None and v is not False}

@@ -123,18 +123,30 @@ def snapshot_paths(run_dir: Path) -> list[tuple[int, Path]]:
     return iteration_checkpoints(run_dir / "checkpoints")
 
 
+#: how reports name a model trained on the target's labels (the ``oracle`` preset), so that it is never
+#: mistaken for an adaptation result
+ORACLE_LABEL = "oracle (target-trained)"
+
+
 def model_label(info: Mapping) -> str:
     config = info.get("config") or {}
     preset = config.get("preset") or (config.get("method") or {}).get("name")
     if preset:
-        return f"{preset} (seed {config['seed']})" if "seed" in config else str(preset)
-    return Path(str(info.get("source", "model"))).stem
+        label = f"{preset} (seed {config['seed']})" if "seed" in config else str(preset)
+    else:
+        label = Path(str(info.get("source", "model"))).stem
+    if (config.get("method") or {}).get("name") == "oracle":
+        label = f"{label}: {ORACLE_LABEL}"
+    return label
 
 
 def uses_depth(info: Mapping) -> bool:
-    """Whether the model used depth as privileged information (a supervised depth branch)."""
+    """Whether the model used depth as privileged information (a supervised depth branch, or SPIGAN's
+    privileged network)."""
     spec = info.get("model_spec") or {}
     method = (info.get("config") or {}).get("method") or {}
+    if method.get("privileged"):
+        return True
     return bool(spec.get("depth_head")) and bool(method.get("depth_supervision", True))
 
 
