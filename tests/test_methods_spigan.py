@@ -18,7 +18,7 @@ from dada.models import build_segmenter
 from dada.models.backbones import build_backbone
 
 
-@pytest.mark.parametrize("mode", ["caffe", "imagenet"])
+@pytest.mark.parametrize("mode", ["caffe", "imagenet", "lite"])
 def test_image_space_conversions_match_the_data_pipeline(mode):
     rgb = torch.randint(0, 256, (2, 5, 3), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
     image = preprocess_image(rgb.numpy(), mode).unsqueeze(0)

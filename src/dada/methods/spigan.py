@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dada import losses
-from dada.data.transforms import CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+from dada.data.transforms import CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, LITE_MEAN, LITE_SCALE
 from dada.errors import DadaError
 from dada.methods.base import Method, forward_upsampled
 from dada.models import Segmenter
@@ -40,7 +40,10 @@ from dada.models import Segmenter
 
 
 def to_rgb255(image: torch.Tensor, preprocess: str) -> torch.Tensor:
-    """A preprocessed N×3×H×W batch (``caffe`` or ``imagenet``) → RGB in [0, 255] (float, unclipped)."""
+    """A preprocessed N×3×H×W batch (``caffe``, ``imagenet`` or ``lite``) → RGB in [0, 255] (float,
+    unclipped)."""
+    if preprocess == "lite":
+        return image * float(LITE_SCALE) + float(LITE_MEAN)
     if preprocess == "caffe":
         return (image + image.new_tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)).flip(1)
     if preprocess == "imagenet":
@@ -52,6 +55,8 @@ def to_rgb255(image: torch.Tensor, preprocess: str) -> torch.Tensor:
 
 def from_rgb255(rgb: torch.Tensor, preprocess: str) -> torch.Tensor:
     """Inverse of :func:`to_rgb255`."""
+    if preprocess == "lite":
+        return (rgb - float(LITE_MEAN)) / float(LITE_SCALE)
     if preprocess == "caffe":
         return rgb.flip(1) - rgb.new_tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
     if preprocess == "imagenet":
@@ -62,10 +67,8 @@ def from_rgb255(rgb: torch.Tensor, preprocess: str) -> torch.Tensor:
 
 
 def to_network_space(rgb: torch.Tensor, preprocess: str) -> torch.Tensor:
-    """RGB [0, 255] → what a network expects: the data modes, or ``lite`` ((x − 127)/128, EfficientNet-Lite)
-    and ``unit`` ([−1, 1], the generator's tanh range)."""
-    if preprocess == "lite":
-        return (rgb - 127.0) / 128.0
+    """RGB [0, 255] → what a network expects: a data mode (``caffe``, ``imagenet``, ``lite``: (x − 127)/128,
+    EfficientNet-Lite) or ``unit`` ([−1, 1], the generator's tanh range)."""
     if preprocess == "unit":
         return rgb / 127.5 - 1.0
     return from_rgb255(rgb, preprocess)
