@@ -204,7 +204,7 @@ def test_cli_train_resume_list_and_errors(data, tmp_path, capsys):
     assert main(["train", "benchmark_dada", "data.source.root=null", "data.num_workers=0",
                  f"output.root={tmp_path}"]) == 2
     assert "data.source.root" in capsys.readouterr().err
-    assert len(methods()) == 12
+    assert len(methods()) == 17  # S1–S7, 3 aliases, MinEnt, AdaptSegNet, the 5 comparison presets
 
 
 def test_best_on_val_selects_on_the_validation_set_and_says_so(data, tmp_path):
