@@ -10,7 +10,10 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
+from dada.config import load_config
+from dada.engine import Trainer
 from dada.errors import DadaError
+from dada.models import build_segmenter
 from dada.models.backbones import BACKBONES, build_backbone
 from dada.models.backbones.base import FrozenAffineBatchNorm2d
 from dada.models.backbones.efficientnet_lite import (
@@ -188,3 +191,42 @@ def test_missing_weights_package_names_package_and_pip(monkeypatch):
     with pytest.raises(DadaError, match="vgg16"):
         imagenet_lite_weights("vgg16")
     assert imagenet_lite_weights("efficientnet_lite0").suffix == ".pth"
+
+
+# ------------------------------------------------------------------------ in the segmenter and trainer
+@pytest.mark.parametrize(("output_stride", "expected"), [(8, (5, 9)), (16, (3, 5))])
+def test_segmenter_on_lite(output_stride, expected):
+    net = build_segmenter(arch="efficientnet_lite0", num_classes=5, depth_head=True, feature_fusion=True,
+                          output_stride=output_stride).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(2, 3, 40, 72))
+    assert tuple(out.seg.shape) == (2, 5, *expected) and tuple(out.depth.shape) == (2, 1, *expected)
+    assert net.output_size((40, 72)) == expected
+    assert (net.enc4_1.out_channels, net.enc4_2.out_channels, net.enc4_3.out_channels) == (320, 320, 80)
+    assert net.dec4.out_channels == 1280 and net.spec["output_stride"] == output_stride
+
+
+def test_dada_trains_two_iterations_from_the_packaged_weights():
+    cfg = load_config("benchmark_dada", ["model.arch=efficientnet_lite0", "model.output_stride=16",
+                                         "model.pretrained=imagenet-lite", "model.bn_mode=frozen",
+                                         "method.ndf=8", "train.device=cpu", "data.preprocess=lite"])
+    trainer = Trainer(cfg)
+    assert trainer.pretrained["kind"] == "imagenet-lite" and trainer.pretrained["loaded"] == 294
+    released = read_imagenet_lite("efficientnet_lite0")
+    assert torch.equal(trainer.model.backbone.conv_head.weight, released["_conv_head.weight"])
+    g = torch.Generator().manual_seed(0)
+    before = trainer.model.backbone.blocks[15].project_conv.weight.clone()
+    for _ in range(2):
+        source = {"image": torch.randn(2, 3, 32, 64, generator=g), "label": torch.randint(0, 16, (2, 32, 64)),
+                  "depth": torch.rand(2, 1, 32, 64, generator=g) * 100 + 1}
+        target = {"image": torch.randn(2, 3, 32, 64, generator=g)}
+        losses = trainer.train_step(source, target)
+        assert {"seg_src", "depth_src", "adv_trg_depth_aware", "d_depth_aware_src"} <= set(losses)
+        assert all(np.isfinite(v) for v in losses.values())
+    assert trainer.iteration == 2
+    assert not torch.equal(before, trainer.model.backbone.blocks[15].project_conv.weight)  # backbone trains
+
+
+def test_imagenet_lite_needs_a_lite_arch():
+    with pytest.raises(DadaError, match="imagenet-lite.*not for arch 'tiny'"):
+        Trainer(load_config("benchmark_dada", ["model.pretrained=imagenet-lite", "train.device=cpu"]))

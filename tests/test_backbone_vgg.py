@@ -1,11 +1,16 @@
 """VGG-16 DeepLab-v2 backbone (AdaptSegNet's deeplab_vgg.py): conversion of a torchvision-layout ImageNet
 VGG-16 state dict, the forward against the official recipe written out by hand, sizes, counts, errors."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from dada.config import load_config
+from dada.engine import Trainer
 from dada.errors import DadaError
+from dada.models import build_segmenter
 from dada.models.backbones import BACKBONES, build_backbone
 from dada.models.backbones.vgg import convert_pretrained
 
@@ -101,3 +106,22 @@ def test_mismatching_state_dict_names_the_keys():
     resnet_like = {"conv1.weight": torch.zeros(64, 3, 7, 7)}
     with pytest.raises(DadaError, match=r"unexpected key\(s\), first: \['conv1.weight'\]"):
         net.load_pretrained(resnet_like)
+
+
+def test_segmenter_on_vgg16_trains_two_iterations():
+    net = build_segmenter(arch="vgg16", num_classes=4, depth_head=True, feature_fusion=True).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(1, 3, 40, 72))
+    assert tuple(out.seg.shape) == (1, 4, 5, 9) and tuple(out.depth.shape) == (1, 1, 5, 9)
+    assert (net.enc4_1.out_channels, net.enc4_3.out_channels, net.dec4.out_channels) == (256, 64, 1024)
+    trainer = Trainer(load_config("benchmark_dada", ["model.arch=vgg16", "method.ndf=8", "train.device=cpu"]))
+    g = torch.Generator().manual_seed(0)
+    before = trainer.model.backbone.fc7.weight.clone()
+    for _ in range(2):
+        source = {"image": torch.randn(1, 3, 32, 48, generator=g) * 50,
+                  "label": torch.randint(0, 16, (1, 32, 48), generator=g),
+                  "depth": torch.rand(1, 1, 32, 48, generator=g) * 100 + 1}
+        losses = trainer.train_step(source, {"image": torch.randn(1, 3, 32, 48, generator=g) * 50})
+        assert {"seg_src", "depth_src", "adv_trg_depth_aware"} <= set(losses)
+        assert all(math.isfinite(v) for v in losses.values())
+    assert trainer.iteration == 2 and not torch.equal(before, trainer.model.backbone.fc7.weight)

