@@ -30,13 +30,12 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dada import losses
-from dada.data import build_dataset, denormalize
-from dada.data.benchmark import ensure_benchmark
+from dada.benchmark import ensure_benchmark
+from dada.data import build_dataset
 from dada.evaluation.metrics import ConfusionMatrix, DepthMetrics
 from dada.models import build_segmenter
 from dada.models.backbones.efficientnet_lite import read_imagenet_lite
@@ -53,16 +52,12 @@ VARIANTS = {
 }
 
 
-def lite_images(items: list[dict]) -> torch.Tensor:
-    """Caffe-preprocessed dataset images back to uint8 RGB, then the Lite scaling (x − 127) / 128."""
-    rgb = np.stack([denormalize(item["image"], "caffe") for item in items])
-    return (torch.from_numpy(rgb).permute(0, 3, 1, 2).float() - 127.0) / 128.0
-
-
 def load_split(root: Path, name: str, split: str, depth: bool) -> dict[str, torch.Tensor]:
-    dataset = build_dataset(name, root, split=split, num_classes=16, size=SIZE, depth=depth)
+    dataset = build_dataset(name, root, split=split, num_classes=16, size=SIZE, depth=depth,
+                            preprocess="lite")
     items = [dataset[i] for i in range(len(dataset))]
-    out = {"image": lite_images(items), "label": torch.stack([item["label"] for item in items])}
+    out = {"image": torch.stack([item["image"] for item in items]),
+           "label": torch.stack([item["label"] for item in items])}
     if depth:
         out["depth"] = torch.stack([item["depth"] for item in items])
     return out
