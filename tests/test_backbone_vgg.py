@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dada.config import load_config
 from dada.engine import Trainer
 from dada.errors import DadaError
-from dada.models import build_segmenter
+from dada.models import build_segmenter, load_pretrained
 from dada.models.backbones import BACKBONES, build_backbone
 from dada.models.backbones.vgg import convert_pretrained
 
@@ -125,3 +125,18 @@ def test_segmenter_on_vgg16_trains_two_iterations():
         assert {"seg_src", "depth_src", "adv_trg_depth_aware"} <= set(losses)
         assert all(math.isfinite(v) for v in losses.values())
     assert trainer.iteration == 2 and not torch.equal(before, trainer.model.backbone.fc7.weight)
+
+
+def test_imagenet_vgg16_file_initialises_the_segmenter(tmp_path):
+    path = tmp_path / "vgg16-00b39a1b.pth"
+    state = torchvision_vgg16_state_dict()
+    torch.save(state, path)
+    net = build_segmenter(arch="vgg16", num_classes=4)
+    head_before = net.layer6.conv2d_list[0].weight.clone()
+    report = load_pretrained(net, path)
+    assert report["kind"] == "torchvision" and report["loaded"] == 26 and report["source"] == str(path)
+    assert torch.equal(net.backbone.features[27].weight, state["features.28.weight"])  # conv5_3
+    assert torch.equal(net.layer6.conv2d_list[0].weight, head_before)
+    torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, path)
+    with pytest.raises(DadaError, match=r"vgg16-00b39a1b.pth.*25 missing key\(s\)"):
+        load_pretrained(net, path)
