@@ -27,6 +27,7 @@ without it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import re
@@ -346,14 +347,6 @@ def read_imagenet_lite(arch: str) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def _factory(arch: str):
-    def build(bn_mode: str = "train", output_stride: int = 8) -> EfficientNetLite:
-        return EfficientNetLite(arch, bn_mode=bn_mode, output_stride=output_stride)
-
-    build.__name__ = arch
-    build.__doc__ = f"The {arch} backbone, dilated to ``output_stride`` (8, 16; 32 = undilated)."
-    return build
-
-
-#: name → constructor, merged into :data:`dada.models.backbones.BACKBONES`
-LITES = {arch: _factory(arch) for arch in VARIANTS}
+#: name → constructor (keyword arguments ``bn_mode``, ``output_stride``), merged into
+#: :data:`dada.models.backbones.BACKBONES`
+LITES = {arch: functools.partial(EfficientNetLite, arch) for arch in VARIANTS}
