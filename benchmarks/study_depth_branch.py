@@ -114,7 +114,7 @@ def run_variant(name: str, spec: dict, data: dict, args) -> dict:
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
-        berhu_raw.append(float(depth_loss) * scale)
+        berhu_raw.append(depth_loss.item() * scale)
     metrics = evaluate(model, head, scale, data)
     first, last = berhu_raw[:20], berhu_raw[-20:]
     return {"variant": name, **spec, "iters": args.iters, "berhu_first20": statistics.mean(first),
