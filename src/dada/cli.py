@@ -7,6 +7,7 @@ body). Errors a user can cause are :class:`dada.DadaError`: printed without a tr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from dada.config import SELECTION_POLICIES
@@ -83,6 +84,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "command also continues)")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std")
     p.add_argument("--list", action="store_true", help="list the presets and exit")
+    p.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine through "
+                   "torchrun: one per GPU (nccl), or N CPU processes (gloo); see docs/training.md")
     p.set_defaults(func=_run_train)
 
 
@@ -95,6 +98,17 @@ def _run_train(args: argparse.Namespace) -> int:
         print("\n".join(list_presets()))
         return 0
     overrides = list(args.overrides)
+    if args.nproc is not None and args.nproc != 1 and "WORLD_SIZE" not in os.environ:
+        from dada.engine.distributed import launch
+
+        if args.seeds:
+            raise DadaError("--nproc trains one run; with --seeds, run one seed at a time (seed=N)")
+        forwarded = ["train", *([args.preset] if args.preset else []), *overrides,
+                     *(["--resume", args.resume] if args.resume else [])]
+        return launch(args.nproc, forwarded)
+    if args.seeds and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise DadaError("--seeds trains one run after the other in one process: under torchrun, run one "
+                        "seed at a time (seed=N)")
     if args.resume:
         if args.seeds:
             raise DadaError("--resume continues one run; to continue a --seeds run, rerun the same command")

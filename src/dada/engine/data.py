@@ -1,8 +1,13 @@
 """Training data: datasets from the config and an infinite, seeded, resumable sampling order.
 
 The order is a fresh permutation per epoch, drawn from (run seed, domain, epoch); the position in it is
-the number of items consumed so far, which the trainer stores in its checkpoints. A resumed run thus
-reads exactly the items the uninterrupted run would have read, whatever the number of workers.
+the number of items consumed so far (by all ranks together), which the trainer stores in its checkpoints.
+A resumed run thus reads exactly the items the uninterrupted run would have read, whatever the number of
+workers.
+
+With several processes (``torchrun``), iteration k reads the ``world_size × batch_size`` items at
+positions ``[k·W·B, (k+1)·W·B)`` of that same order, and rank r takes the r-th block of ``B`` of them: the
+ranks read disjoint images, and together exactly the items one process with a batch of ``W·B`` reads.
 """
 
 from __future__ import annotations
@@ -21,20 +26,33 @@ DOMAINS = {"source": 0, "target": 1}
 
 
 class ResumableSampler(Sampler[int]):
-    """Endless indices: epoch e is a permutation seeded by (seed, domain, e); starts at item ``start``."""
+    """Endless indices: epoch e is a permutation seeded by (seed, domain, e); starts at item ``start`` of
+    that stream (counted over all ranks). Rank ``rank`` of ``world_size`` yields only its blocks of
+    ``batch_size`` items: positions p with ``(p // batch_size) % world_size == rank``."""
 
-    def __init__(self, length: int, seed: int, domain: int, start: int = 0):
+    def __init__(self, length: int, seed: int, domain: int, start: int = 0, *, rank: int = 0,
+                 world_size: int = 1, batch_size: int = 1):
         self.length, self.seed, self.domain, self.start = int(length), int(seed), int(domain), int(start)
+        self.rank, self.world_size, self.batch_size = int(rank), int(world_size), int(batch_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        if self.start % (self.world_size * self.batch_size):
+            raise ValueError(f"start {start} is not a whole number of global batches "
+                             f"({self.world_size} ranks × {self.batch_size})")
 
     def order(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, self.domain, epoch]).permutation(self.length)
 
     def __iter__(self) -> Iterator[int]:
         epoch, position = divmod(self.start, self.length)
+        stream = self.start  # the global position of order[position]
+        block, ranks = self.batch_size, self.world_size
         while True:
             order = self.order(epoch)
             for index in order[position:]:
-                yield int(index)
+                if (stream // block) % ranks == self.rank:
+                    yield int(index)
+                stream += 1
             epoch, position = epoch + 1, 0
 
 
@@ -60,14 +78,34 @@ def build_part(cfg: DictConfig, part: str) -> Dataset:
                          list_file=spec.list_file, spec=spec.spec, augment=augment, **options)
 
 
+def loader_options(cfg: DictConfig, device: torch.device) -> dict:
+    """DataLoader keyword arguments from ``data.num_workers``, ``data.pin_memory`` (null: on CUDA),
+    ``data.prefetch_factor`` (batches each worker keeps ready; null: PyTorch's 2) and
+    ``data.persistent_workers``."""
+    data = cfg.data
+    workers = int(data.num_workers)
+    if workers < 0:
+        raise DadaError(f"data.num_workers must be >= 0, got {workers}")
+    options = {"num_workers": workers,
+               "pin_memory": device.type == "cuda" if data.pin_memory is None else bool(data.pin_memory)}
+    if workers > 0:
+        if data.prefetch_factor is not None:
+            if data.prefetch_factor < 1:
+                raise DadaError(f"data.prefetch_factor must be >= 1 (or null), got {data.prefetch_factor}")
+            options["prefetch_factor"] = int(data.prefetch_factor)
+        options["persistent_workers"] = bool(data.persistent_workers)
+    return options
+
+
 def infinite_loader(dataset: Dataset, cfg: DictConfig, part: str, start_item: int,
-                    device: torch.device) -> Iterator[dict]:
-    """Endless batches of ``data.<part>.batch_size`` items, starting ``start_item`` items into the order."""
+                    device: torch.device, rank: int = 0, world_size: int = 1) -> Iterator[dict]:
+    """Endless batches of ``data.<part>.batch_size`` items for ``rank``, starting ``start_item`` items
+    (counted over all ranks) into the order."""
     if len(dataset) == 0:
         raise DadaError(f"the {part} dataset is empty")
-    sampler = ResumableSampler(len(dataset), cfg.seed, DOMAINS[part], start_item)
-    workers = int(cfg.data.num_workers)
-    loader = DataLoader(dataset, batch_size=cfg.data[part].batch_size, sampler=sampler,
-                        num_workers=workers, pin_memory=device.type == "cuda", drop_last=True,
-                        persistent_workers=workers > 0)
+    batch_size = int(cfg.data[part].batch_size)
+    sampler = ResumableSampler(len(dataset), cfg.seed, DOMAINS[part], start_item, rank=rank,
+                               world_size=world_size, batch_size=batch_size)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+                        **loader_options(cfg, device))
     return iter(loader)
