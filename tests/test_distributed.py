@@ -1,6 +1,7 @@
 """Data-parallel training: the distributed, resumable sampler, loader settings, the launcher's checks."""
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -78,3 +79,108 @@ def test_environment_and_world_size_checks(monkeypatch):
     with pytest.raises(DadaError, match="sync_bn"):
         distributed.convert_sync_batchnorm(torch.nn.BatchNorm2d(3), torch.device("cpu"))
     assert OmegaConf.select(load_config("benchmark_dada"), "model.sync_bn") is False
+
+
+# ------------------------------------------------------------------------ two gloo processes, end to end
+RUN = ["train.max_iters=3", "train.checkpoint_every=1", "train.keep_last=3", "train.deterministic=true",
+       "model.bn_mode=frozen", "train.lr=0.0025", "method.ndf=8", "train.log_every=1",
+       "train.image_every=0"]
+
+
+def run_args(data, runs, name, batch=1):
+    from test_train_data import tiny_overrides
+
+    return ["benchmark_advent", *tiny_overrides(data, "tiny"), *RUN, f"output.root={runs}",
+            f"output.name={name}", f"data.source.batch_size={batch}", f"data.target.batch_size={batch}"]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """A 3-iteration AdvEnt run of two CPU processes (``dada train --nproc 2``: torchrun, gloo)."""
+    from dada.cli import main
+
+    data, runs = tmp_path_factory.mktemp("dist-data"), tmp_path_factory.mktemp("dist-runs")
+    assert main(["train", "--nproc", "2", *run_args(data, runs, "reference")]) == 0
+    return data, runs
+
+
+def test_two_processes_with_one_image_each_equal_one_process_with_both(two_ranks, tmp_path):
+    from dada.engine import Trainer
+    from dada.engine.checkpoint import load_checkpoint
+
+    data, runs = two_ranks
+    two = load_checkpoint(runs / "reference" / "checkpoints" / "iter_0000002.pt")
+    assert two["world_size"] == 2 and two["data"] == {"source": 4, "target": 4} and len(two["rng_ranks"]) == 2
+    one = Trainer(load_config("benchmark_advent", run_args(data, tmp_path, "one", batch=2)[1:]))
+    initial = {k: v.clone() for k, v in one.model.state_dict().items()}
+    one.fit()
+    final = load_checkpoint(tmp_path / "one" / "checkpoints" / "iter_0000002.pt")  # the same poly LRs
+    assert final["data"] == {"source": 4, "target": 4}
+    moved = max((final["model"][k].float() - initial[k].float()).abs().max().item() for k in initial)
+    assert moved > 1e-4  # the weights did change: the comparison below is not trivially true
+    for key, value in final["model"].items():
+        torch.testing.assert_close(two["model"][key], value, atol=1e-6, rtol=0)
+    discriminators = final["method"]["extra_modules"]
+    assert any(key.startswith("discriminators.") for key in discriminators)
+    for key, value in discriminators.items():
+        torch.testing.assert_close(two["method"]["extra_modules"][key], value, atol=1e-6, rtol=0)
+    with pytest.raises(DadaError, match=r"trained with 2 process\(es\) but this run has 1"):
+        Trainer(load_config("benchmark_advent", run_args(data, runs, "reference")[1:])).fit()
+
+
+def _spawn_ranks(args, port, env):
+    import subprocess
+    import sys
+
+    return [subprocess.Popen([sys.executable, "-m", "dada", "train", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, start_new_session=True,
+                             env={**env, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                                  "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+            for r in range(2)]
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_run_killed_and_resumed_ends_bit_identical(two_ranks):
+    import os
+    import signal
+    import time
+
+    from dada.engine.checkpoint import load_checkpoint
+
+    data, runs = two_ranks
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = run_args(data, runs, "killed")
+    checkpoints = runs / "killed" / "checkpoints"
+    processes = _spawn_ranks(args, _free_port(), env)  # env://, as torchrun starts them
+    deadline = time.monotonic() + 120
+    while not (checkpoints / "iter_0000001.pt").exists():
+        assert all(p.poll() is None for p in processes), [p.stderr.read().decode() for p in processes]
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    for process in processes:  # the whole machine goes down: both ranks at once
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not (checkpoints / "final.pt").exists()
+    processes = _spawn_ranks(args, _free_port(), env)
+    for process in processes:
+        assert process.wait(timeout=120) == 0, process.stderr.read().decode()
+    reference = load_checkpoint(runs / "reference" / "checkpoints" / "final.pt")
+    resumed = load_checkpoint(checkpoints / "final.pt")
+    assert resumed["iteration"] == reference["iteration"] == 3
+    assert all(torch.equal(reference["model"][k], resumed["model"][k]) for k in reference["model"])
+    extra = reference["method"]["extra_modules"]
+    assert all(torch.equal(extra[k], resumed["method"]["extra_modules"][k]) for k in extra)
+    for name, state in reference["method"]["optimizers"].items():
+        for index, buffers in state["state"].items():
+            for key, value in buffers.items():
+                assert torch.equal(value, resumed["method"]["optimizers"][name]["state"][index][key]), (name, key)
+    lines = lambda run: [json.loads(x)["loss"] for x in (runs / run / "metrics.jsonl").read_text().splitlines()  # noqa: E731
+                         if '"train"' in x]
+    assert lines("killed") == lines("reference") and len(lines("reference")) == 3

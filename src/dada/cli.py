@@ -114,7 +114,14 @@ def _run_train(args: argparse.Namespace) -> int:
             raise DadaError("--resume continues one run; to continue a --seeds run, rerun the same command")
         if args.preset:  # with --resume, every positional argument is an override
             overrides.insert(0, args.preset)
-        print(f"run folder: {resume(args.resume, overrides)}")
+        from dada.engine.distributed import teardown
+
+        try:
+            run_dir = resume(args.resume, overrides)
+        finally:
+            teardown()
+        if os.environ.get("RANK", "0") == "0":
+            print(f"run folder: {run_dir}")
         return 0
     if not args.preset:
         raise DadaError("give a preset (dada train --list shows them) or a YAML file, or --resume RUN_DIR")
@@ -124,8 +131,14 @@ def _run_train(args: argparse.Namespace) -> int:
               f"{100 * summary['miou_mean']:.2f} ± {100 * summary['miou_std']:.2f} ({summary['selection']})")
         return 0
     from dada.config import load_config
+    from dada.engine.distributed import teardown
 
-    print(f"run folder: {Trainer(load_config(args.preset, overrides)).fit()}")
+    try:
+        run_dir = Trainer(load_config(args.preset, overrides)).fit()
+    finally:
+        teardown()
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run folder: {run_dir}")
     return 0
 
 

@@ -195,3 +195,14 @@ class Accelerator:
         if self.loss_scale is not None and state and "loss_scale" in state:
             self.loss_scale.load_state_dict(state["loss_scale"])
 
+
+
+def trained_modules(*modules: nn.Module) -> list[nn.Module]:
+    """The modules that run forwards (containers such as a ModuleDict of discriminators opened up)."""
+    found: list[nn.Module] = []
+    for module in modules:
+        if isinstance(module, (nn.ModuleDict, nn.ModuleList)):
+            found.extend(trained_modules(*module.children()))
+        else:
+            found.append(module)
+    return found

@@ -23,6 +23,8 @@ from torch import nn
 from dada.config import SELECTION_POLICIES, save_config, to_dict
 from dada.devices import resolve_device
 from dada.engine import checkpoint as ckpt
+from dada.engine import distributed
+from dada.engine.accelerate import Accelerator, trained_modules
 from dada.engine.data import build_part, infinite_loader
 from dada.errors import DadaError
 from dada.io import write_json
@@ -31,7 +33,8 @@ from dada.models import build_segmenter, load_pretrained
 from dada.models.segmenter import spec_keys
 
 #: Keys that may differ between a run and its resumption (they do not change the result).
-RUNTIME_KEYS = {("train", "device"), ("train", "progress"), ("data", "num_workers"), ("output", "root"),
+RUNTIME_KEYS = {("train", "device"), ("train", "progress"), ("data", "num_workers"), ("data", "pin_memory"),
+                ("data", "prefetch_factor"), ("data", "persistent_workers"), ("output", "root"),
                 ("output", "name"), ("eval", "max_images")}
 #: ``model.pretrained`` value that starts a paper preset from random weights on purpose
 NO_PRETRAINED = "none"
@@ -73,7 +76,8 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        self.device = resolve_device(cfg.train.device, "train.device")
+        # torchrun: join the process group, one device per rank (dada.engine.distributed)
+        self.dist, self.device = distributed.setup(resolve_device(cfg.train.device, "train.device"))
         seed_everything(cfg.seed, cfg.train.deterministic)
         if cfg.method.name not in METHODS:
             raise DadaError(f"method.name: unknown method {cfg.method.name!r}; choose one of "
@@ -86,11 +90,22 @@ class Trainer:
         pretrained = check_pretrained(cfg)
         if pretrained:  # ImageNet backbone (or a whole segmenter); the heads stay random otherwise
             self.pretrained = load_pretrained(self.model, pretrained, cfg.model.pretrained_kind)
+        if cfg.model.sync_bn and self.dist.enabled:
+            if cfg.model.bn_mode != "train":
+                raise DadaError("model.sync_bn=true needs model.bn_mode=train (frozen BN has no statistics to "
+                                "synchronise)")
+            self.model = distributed.convert_sync_batchnorm(self.model, self.device)
         self.model.to(self.device).train()
         try:
             self.method = METHODS[cfg.method.name](cfg, self.model, self.device)
         except ValueError as error:
             raise DadaError(f"method: {error}") from None
+        for module in (self.model, self.method.extra_modules):  # every rank starts from rank 0's weights
+            distributed.broadcast_module(module, self.dist)
+        # train.precision / channels_last / compile and the ranks' gradient all-reduce, for any method
+        self.accelerator = Accelerator(cfg, self.device, self.dist)
+        self.accelerator.prepare(trained_modules(self.model, self.method.extra_modules),
+                                 self.method.optimizers.values())
         self.iteration = 0
         self.consumed = {"source": 0, "target": 0}
         self.selection: dict[str, Any] = {"policy": cfg.eval.selection, "iteration": None, "miou": None}
@@ -121,14 +136,24 @@ class Trainer:
                     if isinstance(v, torch.Tensor)}
 
         losses = self.method.train_step(on_device(source_batch), on_device(target_batch), self.iteration)
+        self.accelerator.end_iteration()
         self.iteration += 1
         return {name: float(value) for name, value in losses.items()}
 
     # ------------------------------------------------------------------------------------- the state
-    def state(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "config": to_dict(self.cfg), "model_spec": dict(self.model_spec),
-                "model": self.model.state_dict(), "method": self.method.state_dict(),
-                "rng": ckpt.rng_state(), "data": dict(self.consumed), "selection": dict(self.selection)}
+    def state(self, gather: bool = True) -> dict[str, Any]:
+        """The checkpoint payload. With several ranks, ``gather`` (a collective: every rank calls it)
+        collects each rank's random state for resuming; ``gather=False`` is rank 0's alone."""
+        rng = distributed.all_gather_object(ckpt.rng_state(), self.dist) if gather else [ckpt.rng_state()]
+        state = {"iteration": self.iteration, "config": to_dict(self.cfg), "model_spec": dict(self.model_spec),
+                 "model": self.model.state_dict(), "method": self.method.state_dict(),
+                 "rng": rng[0], "data": dict(self.consumed), "selection": dict(self.selection),
+                 "world_size": self.dist.world_size}
+        if self.dist.enabled and gather:
+            state["rng_ranks"] = rng
+        if self.accelerator.state_dict():
+            state["accelerator"] = self.accelerator.state_dict()
+        return state
 
     def load_state(self, checkpoint: dict[str, Any]) -> None:
         saved, current = checkpoint["config"], to_dict(self.cfg)
@@ -136,12 +161,14 @@ class Trainer:
         if differences:
             raise DadaError(f"the run folder was trained with a different config ({', '.join(differences)}): "
                             f"resume with the same preset and overrides, or choose another output.name")
+        distributed.check_world_size(checkpoint.get("world_size"), self.dist, "the run folder")
         self.model.load_state_dict(checkpoint["model"])
         self.method.load_state_dict(checkpoint["method"])
         self.iteration = int(checkpoint["iteration"])
         self.consumed = {k: int(v) for k, v in checkpoint["data"].items()}
         self.selection = dict(checkpoint["selection"])
-        ckpt.set_rng_state(checkpoint["rng"])
+        self.accelerator.load_state_dict(checkpoint.get("accelerator"))
+        ckpt.set_rng_state(checkpoint["rng_ranks"][self.dist.rank] if self.dist.enabled else checkpoint["rng"])
 
     # --------------------------------------------------------------------------------------- the run
     def fit(self, run_dir: str | os.PathLike | None = None, *, datasets: dict | None = None) -> Path:
@@ -153,11 +180,15 @@ class Trainer:
         cfg, train = self.cfg, self.cfg.train
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
         checkpoints = run_dir / "checkpoints"
-        ckpt.remove_partial_files(checkpoints)
+        main, rank, world = self.dist.is_main, self.dist.rank, self.dist.world_size  # only rank 0 writes
+        if main:
+            ckpt.remove_partial_files(checkpoints)
         found = ckpt.iteration_checkpoints(checkpoints)
-        if found:
-            self.load_state(ckpt.load_checkpoint(found[-1][1]))
-        save_config(cfg, run_dir / "config.yaml")
+        newest = distributed.broadcast_object(found[-1][1] if found else None, self.dist)  # rank 0's view
+        if newest is not None:
+            self.load_state(ckpt.load_checkpoint(newest))
+        if main:
+            save_config(cfg, run_dir / "config.yaml")
         datasets = dict(datasets or {})
         if self.iteration < train.max_iters:
             parts = ("source",) + (("target",) if self.method.needs_target else ()) \
@@ -166,20 +197,21 @@ class Trainer:
                 if datasets.get(part) is None:
                     datasets[part] = build_part(cfg, part)
             self.method.prepare(datasets, run_dir)
-            sources = infinite_loader(datasets["source"], cfg, "source", self.consumed["source"], self.device)
+            sources = infinite_loader(datasets["source"], cfg, "source", self.consumed["source"], self.device,
+                                      rank, world)
             targets = iter(dict, None)  # endless empty batches for a method that does not use the target
             if self.method.needs_target:
                 targets = infinite_loader(datasets["target"], cfg, "target", self.consumed["target"],
-                                          self.device)
-        logger = TrainLogger(run_dir, cfg, self.iteration)
+                                          self.device, rank, world)
+        logger = TrainLogger(run_dir, cfg, self.iteration) if main else SilentLogger()
         try:
             while self.iteration < train.max_iters:
                 started = time.perf_counter()
                 source_batch, target_batch = next(sources), next(targets)
                 self.method.keep_outputs = logger.wants_images(self.iteration)
                 step_losses = self.train_step(source_batch, target_batch)
-                self.consumed["source"] += cfg.data.source.batch_size
-                self.consumed["target"] += cfg.data.target.batch_size if self.method.needs_target else 0
+                self.consumed["source"] += cfg.data.source.batch_size * world  # items read by all ranks
+                self.consumed["target"] += cfg.data.target.batch_size * world if self.method.needs_target else 0
                 seconds = time.perf_counter() - started
                 logger.step(self.iteration - 1, step_losses, self.learning_rates(), seconds)
                 if self.method.keep_outputs:
@@ -188,12 +220,16 @@ class Trainer:
                     self.method.last_outputs = {}
                 done = self.iteration
                 if cfg.eval.every > 0 and (done % cfg.eval.every == 0 or done == train.max_iters):
-                    self._evaluate(datasets["val"], checkpoints, logger)
+                    self._evaluate(datasets["val"], checkpoints, logger)  # rank 0 only
                 every = train.checkpoint_every
                 if (every > 0 and done % every == 0) or done == train.max_iters:
-                    ckpt.save_checkpoint(ckpt.iteration_path(checkpoints, done), self.state())
-                    ckpt.prune(checkpoints, train.keep_last)
-            self._finalize(run_dir, logger)
+                    state = self.state()  # every rank: it gathers the ranks' random states
+                    if main:
+                        ckpt.save_checkpoint(ckpt.iteration_path(checkpoints, done), state)
+                        ckpt.prune(checkpoints, train.keep_last)
+            if main:
+                self._finalize(run_dir, logger)
+            distributed.barrier(self.dist)
         finally:
             logger.close()
         return run_dir
@@ -213,14 +249,16 @@ class Trainer:
                 self.model.train()
         return float(result.miou)
 
-    def _evaluate(self, dataset, checkpoints: Path, logger) -> float:
+    def _evaluate(self, dataset, checkpoints: Path, logger) -> float | None:
+        if not self.dist.is_main:  # the other ranks wait at the next collective
+            return None
         miou = self.evaluate(dataset)
         logger.evaluation(self.iteration - 1, miou, {"selection": self.cfg.eval.selection})
         best = self.selection.get("best_miou")
         if best is None or miou > best:
             self.selection.update(best_miou=miou, best_iteration=self.iteration)
             if self.cfg.eval.selection == "best-on-val":
-                ckpt.save_checkpoint(checkpoints / "best.pt", self.state())
+                ckpt.save_checkpoint(checkpoints / "best.pt", self.state(gather=False))
         return miou
 
     def _finalize(self, run_dir: Path, logger) -> None:
@@ -238,6 +276,25 @@ class Trainer:
                    "final": "checkpoints/final.pt", "selection": final["selection"]}
         write_json(run_dir / "train_summary.json", summary)
         logger.write({"kind": "final", "iteration": self.iteration - 1, "selection": final["selection"]})
+
+
+class SilentLogger:
+    """The logger of ranks other than 0: only rank 0 writes metrics, TensorBoard and images."""
+
+    def wants_images(self, iteration: int) -> bool:
+        return False
+
+    def step(self, iteration: int, losses: dict, lrs: dict, seconds: float) -> None:
+        return None
+
+    def evaluation(self, iteration: int, miou: float, extra: dict) -> None:
+        return None
+
+    def write(self, record: dict) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
