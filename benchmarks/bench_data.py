@@ -6,12 +6,16 @@ Mapillary 1920×1080 JPEGs letterboxed into 768×1024), reads every item through
 this process (one worker, one torch thread) several times and reports the median images/s. Prints a
 table and writes ``benchmarks/results/bench_data.json``.
 
-    .venv/bin/python benchmarks/bench_data.py [--items 8] [--runs 5]
+It then says how many loader workers keep a training step of ``--step-ms`` fed (one source item with
+labels + depth and one target item per iteration; each worker decodes on one core).
+
+    .venv/bin/python benchmarks/bench_data.py [--items 8] [--runs 5] [--step-ms 40]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -91,10 +95,21 @@ def measure(dataset, runs: int) -> tuple[float, list[float]]:
     return statistics.median(rates), rates
 
 
+def workers_needed(results: list[dict], step_ms: float) -> dict:
+    """Workers that keep a step of ``step_ms`` fed: one source item (labels + depth) and one target item
+    (no labels) per iteration, decoded in parallel by ``num_workers`` processes of one core each."""
+    by_case = {r["case"]: r["ms_per_image"] for r in results}
+    decode = by_case[CASES[0][0]] + by_case[CASES[2][0]]
+    return {"step_ms": step_ms, "decode_ms_per_iteration": decode,
+            "workers_needed": math.ceil(decode / step_ms), "workers_with_margin": math.ceil(1.5 * decode / step_ms)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=8, help="files per dataset (default 8)")
     parser.add_argument("--runs", type=int, default=5, help="passes over the files (default 5)")
+    parser.add_argument("--step-ms", type=float, default=40.0, help="the training step to feed, ms per "
+                        "iteration (default 40: the 90k-iterations-in-an-hour target)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -113,10 +128,15 @@ def main(argv: list[str] | None = None) -> int:
                             "images_per_s": round(median, 2), "ms_per_image": round(1000 / median, 1),
                             "runs": [round(r, 2) for r in rates]})
             print(f"{title:<58} {median:>9.1f} {1000 / median:>9.1f}")
+    feed = workers_needed(results, args.step_ms)
+    print(f"DADA iteration (one SYNTHIA 760×1280 item with labels + depth, one Cityscapes 512×1024 target "
+          f"item): {feed['decode_ms_per_iteration']:.1f} ms of one worker; at {args.step_ms:.0f} ms per step "
+          f"the loader needs {feed['workers_needed']} worker(s) per GPU (data.num_workers; "
+          f"{feed['workers_with_margin']} with a 50% margin)")
     write_json(args.out, {"benchmark": "bench_data", "items": args.items, "runs": args.runs,
                           "workers": 1, "torch_threads": 1, "machine": platform.platform(),
                           "processor": platform.processor() or platform.machine(),
-                          "cpu_count": os.cpu_count(), "results": results})
+                          "cpu_count": os.cpu_count(), "results": results, "feeding_the_step": feed})
     print(f"wrote {args.out}")
     return 0
 
