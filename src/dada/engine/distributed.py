@@ -150,11 +150,17 @@ def _buckets(tensors: list[torch.Tensor]) -> Iterable[list[torch.Tensor]]:
 
 @torch.no_grad()
 def all_reduce_gradients(parameters: Iterable[torch.Tensor], info: Dist) -> None:
-    """Average ``.grad`` over the ranks, in place, in flat buckets. A parameter that has no gradient on
-    this rank contributes zeros (so every rank sends the same buckets) and gets the average."""
+    """Average ``.grad`` over the ranks, in place, in flat buckets. A parameter without a gradient on some
+    ranks gets zeros there (every rank sends the same buckets); one without a gradient on every rank keeps
+    ``grad=None``, as in one process (the optimizer then skips it)."""
     if not info.enabled:
         return
     params = [p for p in parameters if p.requires_grad]
+    if not params:
+        return
+    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    dist.all_reduce(has_grad, op=dist.ReduceOp.SUM)
+    params = [p for p, count in zip(params, has_grad.tolist(), strict=True) if count > 0]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
