@@ -292,7 +292,8 @@ def measure_setting(sizes, setting: str, arch: str, iters: int, warmup: int, thr
 
     (hs, ws), (ht, wt) = sizes
     overrides = [f"model.arch={arch}", f"data.source.size=[{hs},{ws}]", f"data.target.size=[{ht},{wt}]",
-                 "train.progress=false", f"train.max_iters={ITERATIONS}", *SETTINGS[setting]]
+                 "model.pretrained=none", "train.progress=false", f"train.max_iters={ITERATIONS}",
+                 *SETTINGS[setting]]
     trainer = Trainer(load_config("synthia2cityscapes_dada", overrides))
     device = trainer.device
     cuda = device.type == "cuda"

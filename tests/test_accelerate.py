@@ -35,7 +35,7 @@ def two_steps(*overrides):
 def test_mixed_precision_trains_with_finite_losses_close_to_fp32(precision):
     _, reference = two_steps()
     fast, losses = two_steps(f"train.precision={precision}")
-    assert fast.model.conv1.weight.dtype == torch.float32  # weights and optimizer states stay fp32
+    assert fast.model.backbone.conv1.weight.dtype == torch.float32  # weights and optimizer states stay fp32
     for ref, got in zip(reference, losses, strict=True):
         assert ref.keys() == got.keys()
         for name in ref:
@@ -71,7 +71,7 @@ def test_loss_scale_grows_after_clean_steps():
 def test_channels_last_step_equals_the_default_step():
     reference, _ = two_steps()
     fast, _ = two_steps("train.channels_last=true")
-    assert fast.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     for key, value in reference.model.state_dict().items():
         torch.testing.assert_close(fast.model.state_dict()[key], value, atol=1e-5, rtol=1e-5)
 
