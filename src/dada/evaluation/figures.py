@@ -271,3 +271,56 @@ def training_curves(metrics_path: str | os.PathLike, path: str | os.PathLike,
         figure.suptitle(title)
     figure.tight_layout()
     return save_figure(figure, path)
+
+
+def training_curves_overlay(runs: Mapping[str, str | os.PathLike], path: str | os.PathLike,
+                            title: str | None = None, max_panels: int = 9) -> Path:
+    """The losses of several runs on shared panels (one panel per loss name, one line per run; the
+    validation mIoU as a last panel when logged): ``runs`` maps a label to a ``metrics.jsonl``. Loss names
+    logged by the most runs come first; at most ``max_panels`` panels."""
+    curves = {label: read_metrics(metrics) for label, metrics in runs.items()}
+    series = {label: loss_series(records) for label, records in curves.items()}
+    counts: dict[str, int] = {}
+    for losses in series.values():
+        for name in losses:
+            counts[name] = counts.get(name, 0) + 1
+    names = sorted(counts, key=lambda n: (-counts[n], n))
+    evals = {label: [(int(r["iteration"]), 100 * float(r["miou"])) for r in records
+                     if r.get("kind") == "eval" and isinstance(r.get("miou"), (int, float))
+                     and math.isfinite(r["miou"])] for label, records in curves.items()}
+    panels = names[:max_panels - 1 if any(evals.values()) else max_panels]
+    panels += ["val mIoU"] if any(evals.values()) else []
+    if not panels:
+        raise DadaError(f"{', '.join(str(m) for m in runs.values())}: no training records to plot")
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20" if len(runs) > 10 else "tab10"]
+    colors = {label: palette(k % palette.N) for k, label in enumerate(runs)}  # one colour per run
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure = _new_figure(4.4 * columns, 3.0 * rows + 0.8)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis, name in zip(axes, panels, strict=False):
+        for label in runs:
+            points = evals[label] if name == "val mIoU" else list(zip(*series[label].get(name, ([], [])),
+                                                                     strict=True))
+            if points:
+                its, vals = zip(*points, strict=True)
+                axis.plot(its, vals, linewidth=1.0, label=label, color=colors[label],
+                          marker="o" if len(vals) < 30 else None, markersize=3)
+        axis.set_title(name, fontsize=10)
+        axis.set_xlabel("iteration", fontsize=8)
+        axis.grid(alpha=0.3)
+    for axis in axes[len(panels):]:
+        axis.set_visible(False)
+    handles, labels = [], []
+    for axis in axes[:len(panels)]:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    figure.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    return save_figure(figure, path)

@@ -1,0 +1,693 @@
+"""The paper's ablation and comparison on the built-in benchmark: Tables 1, 3 and 4, rerunnable.
+
+Trains and evaluates, on the built-in benchmark with the demo's recipe (the ``--setting``, default
+``benchmark``; presets ``<setting>_<method>``), ``--seeds`` seeds each (default 3):
+
+- core:   S1–S7 (Table 3), MinEnt, AdaptSegNet and the oracle (trained on the target's labelled train
+          split: the ``<setting>_oracle`` preset, or, while that preset does not exist, S1 with
+          ``data.source := data.target``);
+- table1: the Table 1 comparison systems CLAN, AdaptPatch, SPIGAN, SPIGAN-no-PI, when their presets exist
+          (skipped with a printed reason otherwise);
+- table4: DADA (S7) on 10/30/50/70 % of the source (``data.source.fraction``; 100 % is S7 itself).
+
+It first prints a plan with the estimated time, from a measured seconds/iteration of each set-up (a few
+timed training steps, or the logged time of a run already there), then trains each run (finished runs are
+reused, unfinished ones resumed from their last checkpoint), evaluates each on the target's validation set
+(``dada.evaluation.evaluate_run``), and writes:
+
+- ``<out>/ablation.json``: the plan, every run's results and timing, every table's numbers;
+- ``<out>/comparison/``: ``dada compare`` over all runs (``compare_runs``);
+- ``--doc`` (default ``docs/results-benchmark.md``; ``<out>/results-benchmark.md`` with ``--quick``) in
+  the layouts of the paper's Tables 1, 3 and 4 (mean ± std over seeds, D-Gain, negative-transfer rate),
+  the time per iteration of each method, the training curves, a qualitative figure and the factual
+  comparison lines for a human's "Reading".
+
+Examples::
+
+    OMP_NUM_THREADS=1 python benchmarks/ablation.py --plan-only         # the plan and its time estimate
+    OMP_NUM_THREADS=1 python benchmarks/ablation.py                     # the whole study (hours)
+    python benchmarks/ablation.py --quick                               # smoke test: minutes
+    python benchmarks/ablation.py --sets core --seeds 3 --jobs 2        # 2 parallel single-thread jobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO / "src") not in sys.path:
+    sys.path.insert(0, str(REPO / "src"))
+
+#: The paper's numbers (Synthia→Cityscapes, 16 classes, ResNet-101 unless said): Table 3 (mIoU per set-up),
+#: Table 4 (DADA by % of source) and Table 1's mIoU (SPIGAN rows: VGG-16; "-": only mIoU* published).
+PAPER_TABLE3 = {"S1": 32.2, "S2": 40.8, "S3": 40.7, "S4": 35.7, "S5": 38.0, "S6": 41.6, "S7": 42.6}
+PAPER_TABLE4 = {0.1: 32.6, 0.3: 35.1, 0.5: 40.9, 0.7: 41.0, 1.0: 42.6}
+PAPER_TABLE1 = {"spigan_nopi": (35.8, 41.2), "spigan": (36.8, 42.4), "adaptsegnet": (None, 45.9),
+                "adaptpatch": (None, 46.3), "clan": (None, 47.8), "S2": (40.8, 47.6), "S7": (42.6, 49.8)}
+QUICK_ITERS = 20
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One row: ``key`` names its folder and ``--only`` entry; ``method`` its methods.yaml entry."""
+
+    key: str
+    label: str
+    method: str
+    group: str  # core | table1 | table4
+    overrides: tuple[str, ...] = ()
+    flags: tuple[bool, bool, bool, bool] | None = None  # Table 3: surprisal, depth adapt, fusion, DADA fusion
+    fraction: float | None = None
+
+
+def _s(key: str, label: str, method: str, flags) -> Setup:
+    return Setup(key, label, method, "core", flags=flags)
+
+
+CORE = (
+    _s("S1", "S1 (no adapt.)", "s1", (False, False, False, False)),
+    _s("S2", "S2 (AdvEnt)", "s2", (True, False, False, False)),
+    _s("S3", "S3", "s3", (True, False, True, False)),
+    _s("S4", "S4", "s4", (False, True, False, False)),
+    _s("S5", "S5", "s5", (False, True, True, False)),
+    _s("S6", "S6", "s6", (True, True, True, False)),
+    _s("S7", "S7 (DADA)", "s7", (True, True, True, True)),
+    Setup("minent", "MinEnt", "minent", "core"),
+    Setup("adaptsegnet", "AdaptSegNet", "adaptsegnet", "core"),
+    Setup("oracle", "Oracle (target-trained)", "oracle", "core"),
+)
+TABLE1 = (
+    Setup("clan", "CLAN", "clan", "table1"),
+    Setup("adaptpatch", "AdaptPatch", "adaptpatch", "table1"),
+    Setup("spigan_nopi", "SPIGAN-no-PI", "spigan_nopi", "table1"),
+    Setup("spigan", "SPIGAN", "spigan", "table1"),
+)
+#: Table 1's rows in the paper's order (SPIGAN pair, AdaptSegNet, AdaptPatch, CLAN, MinEnt, AdvEnt, DADA)
+TABLE1_ORDER = ("spigan_nopi", "spigan", "adaptsegnet", "adaptpatch", "clan", "minent", "S2", "S7", "oracle")
+#: D-Gain pairs: (depth model, its no-depth counterpart)
+DGAIN_PAIRS = (("S7", "S2"), ("spigan", "spigan_nopi"))
+DEFAULT_FRACTIONS = (0.1, 0.3, 0.5, 0.7)
+
+
+def fraction_setups(fractions) -> tuple[Setup, ...]:
+    return tuple(Setup(f"S7_frac{round(100 * f):02d}", f"DADA {round(100 * f)}%", "s7", "table4",
+                       overrides=(f"data.source.fraction={f}",), fraction=f) for f in fractions)
+
+
+def say(message: str) -> None:
+    print(f"[ablation {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------- set-ups
+@dataclass
+class Job:
+    setup: Setup
+    preset: str
+    overrides: list[str]
+    note: str = ""
+    seeds: list[int] = field(default_factory=list)
+
+
+def resolve(setup: Setup, setting: str, common: list[str]) -> Job:
+    """The preset and overrides of ``setup``; raises LookupError(reason) when its preset does not exist."""
+    from dada.config import load_config, split_preset
+    from dada.errors import DadaError
+
+    preset = f"{setting}_{setup.method}"
+    try:
+        split_preset(preset)
+    except DadaError:
+        if setup.key != "oracle":
+            raise LookupError(f"preset {preset} does not exist yet (its method is not in "
+                              f"dada/configs/methods.yaml)") from None
+        # the oracle's definition: the source-only model trained on the target's labelled train split
+        preset = f"{setting}_s1"
+        target = load_config(preset, common).data.target
+        size = "null" if target.size is None else f"[{','.join(str(int(v)) for v in target.size)}]"
+        overrides = [f"data.source.name={target.name}", f"data.source.root={json.dumps(str(target.root))}",
+                     f"data.source.split={target.split}", f"data.source.size={size}"]
+        return Job(setup, preset, [*overrides, *setup.overrides],
+                   note=f"{setting}_oracle does not exist yet: {preset} trained on the target's labelled "
+                        f"{target.split} split")
+    return Job(setup, preset, list(setup.overrides))
+
+
+def run_dir(out: Path, job: Job, seed: int) -> Path:
+    return out / "runs" / job.setup.key / f"seed{seed}"
+
+
+def config_of(job: Job, seed: int, common: list[str], out: Path):
+    from dada.config import load_config
+
+    return load_config(job.preset, [*common, *job.overrides, f"seed={seed}",
+                                    f"output.name=runs/{job.setup.key}/seed{seed}"])
+
+
+def is_trained(folder: Path, max_iters: int) -> bool:
+    try:
+        summary = json.loads((folder / "train_summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return int(summary.get("iterations", -1)) == int(max_iters) and (folder / "checkpoints/final.pt").is_file()
+
+
+def is_evaluated(folder: Path) -> bool:
+    results, final = folder / "results.json", folder / "checkpoints" / "final.pt"
+    return results.is_file() and final.is_file() and results.stat().st_mtime >= final.stat().st_mtime
+
+
+def logged_seconds_per_iter(folder: Path) -> float | None:
+    """Median of the logged ``seconds_per_iter`` of a run (None without records)."""
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    from dada.evaluation.figures import read_metrics
+
+    values = [float(r["seconds_per_iter"]) for r in read_metrics(path)
+              if r.get("kind") == "train" and isinstance(r.get("seconds_per_iter"), (int, float))]
+    return statistics.median(values) if values else None
+
+
+# ------------------------------------------------------------------------------------------- measuring
+def measure(cfg, steps: int) -> dict:
+    """Seconds per training iteration of ``cfg``'s method (median of ``steps`` timed steps after one
+    warm-up step) and seconds per evaluated validation image (median over 4 images)."""
+    import tempfile
+
+    import torch
+
+    from dada.engine import Trainer
+    from dada.engine.data import build_part, infinite_loader
+    from dada.evaluation import evaluate_segmenter
+
+    started = time.perf_counter()
+    trainer = Trainer(cfg)
+    datasets = {"source": build_part(cfg, "source")}
+    if trainer.method.needs_target:
+        datasets["target"] = build_part(cfg, "target")
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer.method.prepare(datasets, Path(scratch))
+    setup = time.perf_counter() - started
+    sources = infinite_loader(datasets["source"], cfg, "source", 0, trainer.device)
+    targets = infinite_loader(datasets["target"], cfg, "target", 0, trainer.device) \
+        if trainer.method.needs_target else iter(dict, None)
+    times = []
+    for step in range(steps + 1):
+        source, target = next(sources), next(targets)
+        started = time.perf_counter()
+        trainer.train_step(source, target)
+        if step:
+            times.append(time.perf_counter() - started)
+    val = build_part(cfg, "val")
+    count = min(4, len(val))
+    with torch.no_grad():
+        evaluate_segmenter(trainer.model, val, num_classes=cfg.model.num_classes, device=trainer.device,
+                           max_images=1, depth_bins=None, progress=False)  # warm-up
+        started = time.perf_counter()
+        evaluate_segmenter(trainer.model, val, num_classes=cfg.model.num_classes, device=trainer.device,
+                           max_images=count, depth_bins=None, progress=False)
+    return {"seconds_per_iter": statistics.median(times), "measured_steps": steps, "setup_seconds": setup,
+            "seconds_per_val_image": (time.perf_counter() - started) / max(count, 1), "val_images": len(val),
+            "eval_images": _eval_images(cfg, len(val))}
+
+
+def _eval_images(cfg, val_images: int) -> int:
+    """Images one evaluation reads: the target val set, plus the source val set (depth quality) for a
+    model with a depth head."""
+    from dada.config import to_dict
+    from dada.evaluation.pipeline import build_eval_dataset, source_val_settings
+
+    settings = source_val_settings({"config": to_dict(cfg)}) if cfg.model.depth_head else None
+    if settings is None:
+        return val_images
+    return val_images + len(build_eval_dataset(settings, cfg.model.num_classes, depth=True, part="source"))
+
+
+def plan(jobs: list[Job], out: Path, common: list[str], steps: int) -> dict:
+    """Per set-up: its seconds/iteration (logged by a run there, cached, or measured now) and the time
+    its remaining runs take. Measurements are cached in ``<out>/timing.json``."""
+    from dada.evaluation.reports import config_hash
+    from dada.config import to_dict
+
+    cache_path = out / "timing.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    rows = []
+    for job in jobs:
+        cfg = config_of(job, job.seeds[0], common, out)
+        key = config_hash(to_dict(cfg), without_seed=True)
+        logged = [s for s in (logged_seconds_per_iter(run_dir(out, job, seed)) for seed in job.seeds)
+                  if s is not None]
+        if key in cache:
+            timing, source = cache[key], "measured earlier"
+        else:
+            say(f"measuring {job.setup.label} ({job.preset}): {steps} training steps")
+            timing, source = measure(cfg, steps), "measured now"
+            cache[key] = timing
+            out.mkdir(parents=True, exist_ok=True)
+            cache_path.write_text(json.dumps(cache, indent=1))
+        per_iter = statistics.median(logged) if logged else timing["seconds_per_iter"]
+        source = "logged by its runs" if logged else source
+        iters = int(cfg.train.max_iters)
+        # per run: building the model and data twice (training, evaluation), then the iterations and the
+        # evaluation's images (checkpoints and logs are not counted)
+        remaining = 0.0
+        for seed in job.seeds:
+            folder = run_dir(out, job, seed)
+            if not is_trained(folder, iters):
+                done = _checkpoint_iteration(folder)
+                remaining += (iters - done) * per_iter + timing["setup_seconds"]
+            if not is_evaluated(folder):
+                remaining += timing["eval_images"] * timing["seconds_per_val_image"] + timing["setup_seconds"]
+        rows.append({"key": job.setup.key, "label": job.setup.label, "preset": job.preset,
+                     "overrides": job.overrides, "note": job.note, "seeds": job.seeds, "iterations": iters,
+                     "seconds_per_iter": per_iter, "timing_source": source,
+                     "seconds_per_val_image": timing["seconds_per_val_image"], "remaining_s": remaining})
+    return {"rows": rows, "total_remaining_s": sum(r["remaining_s"] for r in rows)}
+
+
+def _checkpoint_iteration(folder: Path) -> int:
+    from dada.engine.checkpoint import iteration_checkpoints
+
+    found = iteration_checkpoints(folder / "checkpoints")
+    return found[-1][0] if found else 0
+
+
+def print_plan(the_plan: dict, skipped: dict, jobs_in_parallel: int, threads: int) -> None:
+    print()
+    print(f"{'set-up':26s} {'preset':26s} {'seeds':>5s} {'iters':>6s} {'s/iter':>7s} {'left (min)':>10s}  "
+          "s/iter from")
+    for row in the_plan["rows"]:
+        print(f"{row['label'][:26]:26s} {row['preset'][:26]:26s} {len(row['seeds']):5d} {row['iterations']:6d} "
+              f"{row['seconds_per_iter']:7.3f} {row['remaining_s'] / 60:10.1f}  {row['timing_source']}")
+        if row["note"]:
+            print(f"{'':28s}note: {row['note']}")
+    for key, reason in skipped.items():
+        print(f"{key:26s} skipped: {reason}")
+    total = the_plan["total_remaining_s"]
+    wall = total / max(1, jobs_in_parallel)
+    print(f"\nEstimated time left: {total / 60:.1f} min of training and evaluation"
+          + (f", about {wall / 60:.1f} min of wall time with {jobs_in_parallel} parallel jobs"
+             if jobs_in_parallel > 1 else "")
+          + f" ({threads} thread(s) per job; s/iter measured with the same threads; the report's figures "
+            "are extra).\n", flush=True)
+
+
+# -------------------------------------------------------------------------------------------- training
+def train_and_evaluate(job: Job, seed: int, common: list[str], out: Path, device: str,
+                       threads: int | None = None) -> str:
+    """Train (or resume, or reuse) one run and evaluate it alone; returns its folder."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from dada.engine import Trainer
+    from dada.evaluation import evaluate_run
+
+    cfg = config_of(job, seed, common, out)
+    folder = run_dir(out, job, seed)
+    if not is_trained(folder, cfg.train.max_iters):
+        say(f"training {job.setup.label} seed {seed}: {cfg.train.max_iters} iterations -> {folder}")
+        Trainer(cfg).fit(folder)
+    if not is_evaluated(folder):
+        say(f"evaluating {job.setup.label} seed {seed}")
+        evaluate_run(folder, overwrite=True, device=device, progress=False, figures=0, label=job.setup.label)
+    return str(folder)
+
+
+def _pool_job(args) -> str:
+    return train_and_evaluate(*args)
+
+
+def run_all(jobs: list[Job], common: list[str], out: Path, device: str, parallel: int, threads: int) -> None:
+    tasks = [(job, seed) for seed_index in range(max(len(j.seeds) for j in jobs)) for job in jobs
+             if seed_index < len(job.seeds) for seed in [job.seeds[seed_index]]]
+    if parallel <= 1:
+        for count, (job, seed) in enumerate(tasks, 1):
+            say(f"[{count}/{len(tasks)}] {job.setup.key} seed {seed}")
+            train_and_evaluate(job, seed, common, out, device)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(parallel, mp_context=context) as pool:
+        futures = [pool.submit(_pool_job, (job, seed, common, out, device, threads)) for job, seed in tasks]
+        for count, future in enumerate(futures, 1):
+            say(f"[{count}/{len(tasks)}] done: {future.result()}")
+
+
+# ------------------------------------------------------------------------------------------- reporting
+def load_group(out: Path, job: Job, baseline: list | None) -> tuple[list[dict], dict]:
+    """The evaluated runs of ``job`` (negative transfer recomputed against the S1 run of the same seed)
+    and their mean ± std row (``dada.evaluation.compare.aggregate``)."""
+    from dada.evaluation import load_results
+    from dada.evaluation.compare import aggregate, with_references
+
+    runs = [load_results(run_dir(out, job, seed)) for seed in job.seeds]
+    runs = with_references(runs, baseline=baseline)
+    row = aggregate(runs, job.setup.label)
+    row["seconds_per_iter"] = _mean([logged_seconds_per_iter(run_dir(out, job, s)) for s in job.seeds])
+    return runs, row
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def d_gains(groups: dict[str, tuple[list[dict], dict]]) -> dict[str, dict]:
+    """D-Gain of each depth model over its counterpart, per seed (paired by seed) then mean ± std."""
+    from dada.evaluation.compare import _mean_std
+    from dada.evaluation.metrics import d_gain
+
+    gains = {}
+    for model, counterpart in DGAIN_PAIRS:
+        if model not in groups or counterpart not in groups:
+            continue
+        by_seed = {r["model"]["seed"]: r["result"]["miou"] for r in groups[counterpart][0]}
+        values = [d_gain(r["result"]["miou"], by_seed[r["model"]["seed"]]) for r in groups[model][0]
+                  if r["model"]["seed"] in by_seed]
+        mean, std = _mean_std(values)
+        gains[model] = {"counterpart": counterpart, "per_seed": values, "mean": mean, "std": std}
+    return gains
+
+
+def comparison_lines(rows: dict[str, dict], keys: list[str]) -> tuple[list[str], list[str]]:
+    """Which set-up beats which by more than twice the larger of their two std (over seeds), and which
+    pairs stay within it. Needs at least 2 seeds."""
+    beats, within = [], []
+    present = [k for k in keys if k in rows and rows[k]["miou"] is not None and not math.isnan(rows[k]["miou"])]
+    for i, a in enumerate(present):
+        for b in present[i + 1:]:
+            ra, rb = rows[a], rows[b]
+            if ra["miou_std"] is None or rb["miou_std"] is None:
+                continue
+            diff = ra["miou"] - rb["miou"]
+            spread = 2 * max(ra["miou_std"], rb["miou_std"])
+            winner, loser = (ra, rb) if diff > 0 else (rb, ra)
+            text = (f"{winner['label']} ({100 * winner['miou']:.1f}) vs {loser['label']} "
+                    f"({100 * loser['miou']:.1f}): {100 * abs(diff):.1f} points, twice the larger std "
+                    f"{100 * spread:.1f}")
+            (beats if abs(diff) > spread else within).append(text)
+    return beats, within
+
+
+def paper_agreement(rows: dict[str, dict], paper: dict[str, float]) -> list[str]:
+    """For each pair of Table 3 set-ups the paper orders, whether the measured order agrees (beyond twice
+    the larger std), is reversed, or is not resolved."""
+    lines = []
+    keys = [k for k in paper if k in rows and rows[k]["miou"] is not None]
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            if paper[a] == paper[b]:
+                continue
+            hi, lo = (a, b) if paper[a] > paper[b] else (b, a)
+            diff = rows[hi]["miou"] - rows[lo]["miou"]
+            stds = [rows[k]["miou_std"] for k in (hi, lo)]
+            spread = 2 * max(stds) if None not in stds else None
+            if spread is None:
+                verdict = "not resolved (one seed)"
+            elif diff > spread:
+                verdict = "agrees"
+            elif -diff > spread:
+                verdict = "reversed"
+            else:
+                verdict = "not resolved (within twice the std)"
+            lines.append(f"paper {hi} > {lo} ({paper[hi]} > {paper[lo]}); measured "
+                         f"{100 * rows[hi]['miou']:.1f} vs {100 * rows[lo]['miou']:.1f}: {verdict}")
+    return lines
+
+
+def _pm(mean, std, digits=1) -> str:
+    from dada.evaluation.reports import pct_pm
+
+    return pct_pm(mean, std, digits)
+
+
+def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan: dict, args,
+                 common: list[str], started: float) -> dict:
+    from dada.evaluation import compare_runs
+    from dada.evaluation import figures as fig
+    from dada.evaluation import evaluate_run
+    from dada.evaluation.reports import now_utc, paper_table
+
+    by_key = {job.setup.key: job for job in jobs}
+    baseline = [run_dir(out, by_key["S1"], s) for s in by_key["S1"].seeds] if "S1" in by_key else None
+    groups = {key: load_group(out, job, baseline) for key, job in by_key.items()}
+    rows = {key: row for key, (_, row) in groups.items()}
+    for key, row in rows.items():  # D-Gain only where the paper reports one (set below)
+        row["d_gain"] = row["d_gain_std"] = None
+    gains = d_gains(groups)
+    for key, gain in gains.items():
+        rows[key]["d_gain"], rows[key]["d_gain_std"] = gain["mean"], gain["std"]
+    first = next(iter(groups.values()))[0][0]["result"]
+    class_names, num_classes = first["class_names"], first["num_classes"]
+
+    assets = doc.parent / "figures" / doc.stem
+    assets.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    # all runs in one `dada compare` (its json/md/chart next to the runs; the chart also in the doc)
+    all_runs = [run_dir(out, job, s) for job in jobs for s in job.seeds]
+    comparison = compare_runs(all_runs, out / "comparison", overwrite=True,
+                              title=f"ablation on {args.setting}", baseline=baseline)
+    shutil.copyfile(comparison["files"]["chart"], assets / "per_class_iou.png")
+    figures["per-class IoU of every set-up"] = assets / "per_class_iou.png"
+    curves = {job.setup.label: run_dir(out, job, job.seeds[0]) / "metrics.jsonl"
+              for job in jobs if job.setup.group != "table4"}
+    fig.training_curves_overlay(curves, assets / "training_curves.png",
+                                title=f"training curves (seed {jobs[0].seeds[0]})")
+    figures["training curves (first seed)"] = assets / "training_curves.png"
+    if all(k in by_key for k in ("S1", "S2", "S7")):  # the paper's Figure 3: image, GT, S1, AdvEnt, DADA
+        seed = by_key["S7"].seeds[0]
+        qualitative = evaluate_run(run_dir(out, by_key["S7"], seed), out_dir=out / "qualitative",
+                                   overwrite=True, device=args.device, progress=False, figures=3,
+                                   label="S7 (DADA)", baseline=run_dir(out, by_key["S1"], seed),
+                                   counterpart=run_dir(out, by_key["S2"], seed))
+        grid = Path(qualitative["out_dir"]) / qualitative["figures"]["qualitative grid"]
+        shutil.copyfile(grid, assets / "qualitative.png")
+        figures["qualitative: image, ground truth, S1, S2 (AdvEnt), S7 (DADA)"] = assets / "qualitative.png"
+
+    cfg = config_of(jobs[0], jobs[0].seeds[0], common, out)
+    seeds = sorted({s for job in jobs for s in job.seeds})
+    command = "python benchmarks/ablation.py " + " ".join(args.argv)
+    lines = ["# Results on the built-in benchmark: the paper's Tables 1, 3 and 4", "",
+             f"Written {now_utc()} by `{command.strip()}` (rerun it to reproduce or extend; finished runs are "
+             f"reused). Runs and raw numbers: `{out}` (`ablation.json`).", "",
+             f"- recipe: setting `{args.setting}` — `{cfg.model.arch}` backbone, {cfg.train.max_iters} "
+             f"iterations, batch {cfg.data.source.batch_size}+{cfg.data.target.batch_size}, "
+             f"{cfg.model.num_classes} classes; overrides of the setting: "
+             f"{', '.join(f'`{o}`' for o in args.recipe) or 'none'}",
+             f"- seeds: {', '.join(map(str, seeds))}; every cell is mean ± std (ddof=1) over the seeds "
+             "(one seed: no ±)",
+             "- mIoU on the benchmark's target validation images (official protocol); NT rate: share of "
+             "images whose per-image mIoU is below S1's of the same seed; D-Gain: mIoU gain over the "
+             "no-depth counterpart of the same seed (DADA vs AdvEnt, SPIGAN vs SPIGAN-no-PI)",
+             f"- total time of this invocation: {(time.perf_counter() - started) / 60:.1f} min", ""]
+    if skipped:
+        lines += ["Not run: " + "; ".join(f"**{k}** ({v})" for k, v in skipped.items()), ""]
+    notes = [job for job in jobs if job.note]
+    lines += [f"Note: {job.setup.label}: {job.note}." for job in notes] + ([""] if notes else [])
+
+    table1 = [rows[k] for k in TABLE1_ORDER if k in rows]
+    lines += ["## Table 1 layout: per-class IoU (%)", ""]
+    lines += paper_table([{**r, "label": f"{r['label']} (n={len(r['runs'])})"} for r in table1],
+                         class_names, num_classes)
+    paper1 = [f"{rows[k]['label']} {v[0] if v[0] is not None else '-'} / {v[1]}" for k, v in PAPER_TABLE1.items()
+              if k in rows]
+    lines += ["", "Paper (Synthia→Cityscapes, mIoU / mIoU*): " + "; ".join(paper1) + ".", ""]
+
+    lines += ["## Table 3 layout: ablation S1–S7", "",
+              "| Setup | Surp. Adapt. | Depth Adapt. | Feat. Fusion | DADA Fusion | mIoU (%) | NT rate (%) | "
+              "paper mIoU (%) |", "|---|---|---|---|---|---|---|---|"]
+    for job in jobs:
+        if job.setup.flags is None:
+            continue
+        r = rows[job.setup.key]
+        marks = " | ".join("✓" if f else "" for f in job.setup.flags)
+        lines.append(f"| {r['label']} | {marks} | {_pm(r['miou'], r['miou_std'])} | "
+                     f"{_pm(r['negative_transfer'], r['negative_transfer_std'], 0)} | "
+                     f"{PAPER_TABLE3.get(job.setup.key, '-')} |")
+    fractions = [(job.setup.fraction, rows[job.setup.key]) for job in jobs if job.setup.group == "table4"]
+    if fractions and "S7" in rows:
+        fractions.append((1.0, rows["S7"]))
+    if fractions:
+        fractions.sort(key=lambda x: x[0])
+        lines += ["", "## Table 4 layout: DADA on fractions of the source", "",
+                  "| % of source | " + " | ".join(f"{round(100 * f)}%" for f, _ in fractions) + " |",
+                  "|---|" + "---|" * len(fractions),
+                  "| mIoU (%) | " + " | ".join(_pm(r["miou"], r["miou_std"]) for _, r in fractions) + " |",
+                  "| paper mIoU (%) | " + " | ".join(str(PAPER_TABLE4.get(f, "-")) for f, _ in fractions) + " |"]
+
+    lines += ["", "## Time per iteration", "",
+              "Median logged seconds per training iteration (mean over the seeds' runs), this machine, "
+              f"{args.threads} thread(s) per job.", "",
+              "| Set-up | preset | s/iter | iterations | training time per run (min) |", "|---|---|---|---|---|"]
+    for job in jobs:
+        r = rows[job.setup.key]
+        per_iter = r["seconds_per_iter"]
+        minutes = "-" if per_iter is None else f"{per_iter * cfg.train.max_iters / 60:.1f}"
+        lines.append(f"| {r['label']} | `{job.preset}` | {'-' if per_iter is None else f'{per_iter:.3f}'} | "
+                     f"{cfg.train.max_iters} | {minutes} |")
+
+    lines += ["", "## Figures", ""]
+    lines += [f"![{name}]({os.path.relpath(path, doc.parent)})" for name, path in figures.items()]
+
+    order = [k for k in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "minent", "adaptsegnet", "clan",
+                         "adaptpatch", "spigan_nopi", "spigan", "oracle") if k in rows]
+    order += [job.setup.key for job in jobs if job.setup.group == "table4"]
+    beats, within = comparison_lines(rows, order)
+    lines += ["", "## Measured comparisons (generated)", "",
+              "A beats B when mean(A) − mean(B) exceeds twice the larger of their two standard deviations "
+              "over seeds.", ""]
+    if len(seeds) < 2:
+        lines += ["One seed: no spread, so no comparison is resolved; rerun with `--seeds 3`.", ""]
+    lines += ["Beats:", ""] + ([f"- {t}" for t in beats] or ["- none"])
+    lines += ["", "Within the spread:", ""] + ([f"- {t}" for t in within] or ["- none"])
+    lines += ["", "Against the paper's Table 3 ordering:", ""]
+    lines += [f"- {t}" for t in paper_agreement(rows, PAPER_TABLE3)] or ["- no Table 3 rows"]
+    if gains:
+        lines += ["", "D-Gain per seed: " + "; ".join(
+            f"{rows[k]['label']} vs {rows[g['counterpart']]['label']}: "
+            + ", ".join(f"{100 * v:+.1f}" for v in g["per_seed"]) for k, g in gains.items())]
+    lines += ["", "## Reading", "",
+              "_To be written by a person from the measured comparisons above: where the ordering agrees "
+              "with the paper, where it does not, and why._", ""]
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text("\n".join(lines), encoding="utf-8")
+
+    summary = {"format": "dada-seg-ablation/1", "created": now_utc(), "command": command.strip(),
+               "setting": args.setting, "common_overrides": common, "seeds": seeds, "plan": the_plan,
+               "skipped": skipped,
+               "setups": {key: {"label": job.setup.label, "preset": job.preset, "overrides": job.overrides,
+                                "note": job.note, "group": job.setup.group, "fraction": job.setup.fraction,
+                                "runs": [{"seed": r["model"]["seed"], "folder": str(run_dir(out, job, r["model"]["seed"])),
+                                          "miou": r["result"]["miou"], "miou13": r["result"].get("miou13"),
+                                          "negative_transfer": (r.get("negative_transfer") or {}).get("rate")}
+                                         for r in groups[key][0]],
+                                "aggregate": rows[key]} for key, job in by_key.items()},
+               "d_gain": gains, "comparisons": {"beats": beats, "within_spread": within},
+               "paper_agreement": paper_agreement(rows, PAPER_TABLE3),
+               "figures": {k: str(v) for k, v in figures.items()}, "doc": str(doc)}
+    from dada.evaluation.evaluator import nan_to_none
+    from dada.io import write_json
+
+    write_json(out / "ablation.json", nan_to_none(summary))
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ main
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setting", default="benchmark", help="the recipe: presets <setting>_<method> "
+                        "(default benchmark, the demo's)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; 1 with --quick)")
+    parser.add_argument("--sets", default="core,table1,table4", help="comma list of core, table1, table4")
+    parser.add_argument("--only", default=None, help="comma list of set-up keys (S1..S7, minent, adaptsegnet, "
+                        "oracle, clan, adaptpatch, spigan, spigan_nopi, S7_frac10, ...)")
+    parser.add_argument("--fractions", default=",".join(str(f) for f in DEFAULT_FRACTIONS),
+                        help="Table 4's source fractions besides 1.0 (S7)")
+    parser.add_argument("--iters", type=int, default=None, help="train.max_iters (default the setting's; "
+                        f"{QUICK_ITERS} with --quick)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override applied to every run (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: the demo's small benchmark, "
+                        f"{QUICK_ITERS} iterations, 1 seed; report in <out>/results-benchmark.md")
+    parser.add_argument("--out", default=None, help="runs folder (default runs/ablation; runs/ablation-quick "
+                        "with --quick)")
+    parser.add_argument("--doc", default=None, help="the markdown report (default docs/results-benchmark.md; "
+                        "<out>/results-benchmark.md with --quick)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel single-thread training jobs")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per job (default "
+                        "$OMP_NUM_THREADS, else the CPU count divided by --jobs)")
+    parser.add_argument("--measure-steps", type=int, default=3, help="timed steps per set-up for the plan")
+    parser.add_argument("--plan-only", action="store_true", help="print the plan and its estimate, then stop")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    args.argv = list(argv)
+    return args
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        args.threads = int(env) if env.isdigit() and int(env) > 0 else max(1, (os.cpu_count() or 1) // args.jobs)
+    if args.jobs > 1:
+        args.threads = 1  # N parallel single-thread jobs
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+
+    from dada.demo import PROFILES, _prepare_benchmark
+    from dada.errors import DadaError
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    seeds = list(range(args.seeds if args.seeds is not None else (1 if args.quick else 3)))
+    out = Path(args.out or ("runs/ablation-quick" if args.quick else "runs/ablation"))
+    doc = Path(args.doc) if args.doc else (out / "results-benchmark.md" if args.quick
+                                             else REPO / "docs" / "results-benchmark.md")
+    iters = args.iters if args.iters is not None else (QUICK_ITERS if args.quick else None)
+    recipe = [*(PROFILES["quick"] if args.quick else [])]
+    if iters is not None and f"train.max_iters={iters}" not in recipe:
+        recipe += [f"train.max_iters={iters}", f"train.checkpoint_every={max(1, iters // 2)}",
+                   f"train.image_every={max(1, iters // 2)}"]
+    recipe += list(args.override)
+    common = [f"train.device={args.device}", f"output.root={out}", "train.progress=false", *recipe]
+    args.recipe = recipe
+
+    sets = {s.strip() for s in args.sets.split(",") if s.strip()}
+    unknown = sets - {"core", "table1", "table4"}
+    if unknown:
+        raise SystemExit(f"--sets: unknown {sorted(unknown)}; choose among core, table1, table4")
+    fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
+    candidates = [s for s in (*CORE, *TABLE1, *fraction_setups(fractions)) if s.group in sets]
+    if args.only:
+        wanted = [k.strip() for k in args.only.split(",") if k.strip()]
+        missing = [k for k in wanted if k not in {s.key for s in candidates}]
+        if missing:
+            raise SystemExit(f"--only: unknown set-up(s) {missing}; known: {[s.key for s in candidates]}")
+        candidates = [s for s in candidates if s.key in wanted]
+    jobs, skipped = [], {}
+    for setup in candidates:
+        try:
+            job = resolve(setup, args.setting, common)
+        except LookupError as reason:
+            skipped[setup.key] = str(reason)
+            say(f"skipping {setup.label}: {reason}")
+            continue
+        job.seeds = seeds
+        jobs.append(job)
+    if not jobs:
+        raise SystemExit("nothing to run: every set-up was skipped")
+    try:
+        from dada.config import load_config
+
+        _prepare_benchmark(load_config(jobs[0].preset, common))
+        the_plan = plan(jobs, out, common, args.measure_steps)
+        print_plan(the_plan, skipped, args.jobs, args.threads)
+        if args.plan_only:
+            return 0
+        run_all(jobs, common, out, args.device, args.jobs, args.threads)
+        summary = write_report(doc, out, jobs, skipped, the_plan, args, common, started)
+    except DadaError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    say(f"done in {(time.perf_counter() - started) / 60:.1f} min: {doc} and {out / 'ablation.json'}")
+    for line in summary["comparisons"]["beats"]:
+        print(f"  beats: {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
