@@ -157,7 +157,8 @@ def is_trained(folder: Path, max_iters: int) -> bool:
         summary = json.loads((folder / "train_summary.json").read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return int(summary.get("iterations", -1)) == int(max_iters) and (folder / "checkpoints/final.pt").is_file()
+    final = folder / "checkpoints" / "final.pt"
+    return int(summary.get("iterations", -1)) == int(max_iters) and final.is_file()
 
 
 def is_evaluated(folder: Path) -> bool:
@@ -235,12 +236,13 @@ def _eval_images(cfg, val_images: int) -> int:
 def plan(jobs: list[Job], out: Path, common: list[str], steps: int) -> dict:
     """Per set-up: its seconds/iteration (logged by a run there, cached, or measured now) and the time
     its remaining runs take. Measurements are cached in ``<out>/timing.json``."""
-    from dada.evaluation.reports import config_hash
     from dada.config import to_dict
+    from dada.evaluation.reports import config_hash
 
     cache_path = out / "timing.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     rows = []
+    measured_fixed = fixed_costs(out)
     for job in jobs:
         cfg = config_of(job, job.seeds[0], common, out)
         key = config_hash(to_dict(cfg), without_seed=True)
@@ -257,21 +259,24 @@ def plan(jobs: list[Job], out: Path, common: list[str], steps: int) -> dict:
         per_iter = statistics.median(logged) if logged else timing["seconds_per_iter"]
         source = "logged by its runs" if logged else source
         iters = int(cfg.train.max_iters)
-        # per run: building the model and data twice (training, evaluation), then the iterations and the
-        # evaluation's images (checkpoints and logs are not counted)
+        # per run: the iterations, plus its fixed costs as measured on finished runs of this study, or
+        # before any: building the model and data twice (training, evaluation) and the evaluation's images
+        eval_cost = timing["eval_images"] * timing["seconds_per_val_image"] + timing["setup_seconds"]
+        fixed = measured_fixed if measured_fixed is not None else timing["setup_seconds"] + eval_cost
         remaining = 0.0
         for seed in job.seeds:
             folder = run_dir(out, job, seed)
             if not is_trained(folder, iters):
                 done = _checkpoint_iteration(folder)
-                remaining += (iters - done) * per_iter + timing["setup_seconds"]
-            if not is_evaluated(folder):
-                remaining += timing["eval_images"] * timing["seconds_per_val_image"] + timing["setup_seconds"]
+                remaining += (iters - done) * per_iter + fixed
+            elif not is_evaluated(folder):
+                remaining += eval_cost
         rows.append({"key": job.setup.key, "label": job.setup.label, "preset": job.preset,
                      "overrides": job.overrides, "note": job.note, "seeds": job.seeds, "iterations": iters,
                      "seconds_per_iter": per_iter, "timing_source": source,
                      "seconds_per_val_image": timing["seconds_per_val_image"], "remaining_s": remaining})
-    return {"rows": rows, "total_remaining_s": sum(r["remaining_s"] for r in rows)}
+    return {"rows": rows, "total_remaining_s": sum(r["remaining_s"] for r in rows),
+            "fixed_seconds_per_run": measured_fixed}
 
 
 def _checkpoint_iteration(folder: Path) -> int:
@@ -286,12 +291,17 @@ def print_plan(the_plan: dict, skipped: dict, jobs_in_parallel: int, threads: in
     print(f"{'set-up':26s} {'preset':26s} {'seeds':>5s} {'iters':>6s} {'s/iter':>7s} {'left (min)':>10s}  "
           "s/iter from")
     for row in the_plan["rows"]:
-        print(f"{row['label'][:26]:26s} {row['preset'][:26]:26s} {len(row['seeds']):5d} {row['iterations']:6d} "
+        print(f"{row['label'][:26]:26s} {row['preset'][:26]:26s} {len(row['seeds']):5d} "
+              f"{row['iterations']:6d} "
               f"{row['seconds_per_iter']:7.3f} {row['remaining_s'] / 60:10.1f}  {row['timing_source']}")
         if row["note"]:
             print(f"{'':28s}note: {row['note']}")
     for key, reason in skipped.items():
         print(f"{key:26s} skipped: {reason}")
+    fixed = the_plan["fixed_seconds_per_run"]
+    print("\nFixed cost per run (set-up, checkpoints, logs, evaluation): "
+          + (f"{fixed:.1f} s, measured on this study's finished runs" if fixed is not None
+             else "estimated from the measurement (no finished run yet)"))
     total = the_plan["total_remaining_s"]
     wall = total / max(1, jobs_in_parallel)
     print(f"\nEstimated time left: {total / 60:.1f} min of training and evaluation"
@@ -314,13 +324,32 @@ def train_and_evaluate(job: Job, seed: int, common: list[str], out: Path, device
 
     cfg = config_of(job, seed, common, out)
     folder = run_dir(out, job, seed)
+    times_path = folder / "ablation_time.json"
+    times = json.loads(times_path.read_text()) if times_path.is_file() else {}
     if not is_trained(folder, cfg.train.max_iters):
         say(f"training {job.setup.label} seed {seed}: {cfg.train.max_iters} iterations -> {folder}")
+        started, first = time.perf_counter(), _checkpoint_iteration(folder)
         Trainer(cfg).fit(folder)
+        times.update(train_s=time.perf_counter() - started, iterations_run=cfg.train.max_iters - first)
     if not is_evaluated(folder):
         say(f"evaluating {job.setup.label} seed {seed}")
+        started = time.perf_counter()
         evaluate_run(folder, overwrite=True, device=device, progress=False, figures=0, label=job.setup.label)
+        times["eval_s"] = time.perf_counter() - started
+    times_path.write_text(json.dumps(times))
     return str(folder)
+
+
+def fixed_costs(out: Path) -> float | None:
+    """Measured seconds a run costs besides its iterations (model and data set-up, checkpoints, logs,
+    the evaluation): the median over the runs of this study that recorded them (None before any)."""
+    costs = []
+    for path in out.glob("runs/*/seed*/ablation_time.json"):
+        times = json.loads(path.read_text())
+        per_iter = logged_seconds_per_iter(path.parent)
+        if {"train_s", "iterations_run", "eval_s"} <= set(times) and per_iter is not None:
+            costs.append(times["train_s"] - times["iterations_run"] * per_iter + times["eval_s"])
+    return statistics.median(costs) if costs else None
 
 
 def _pool_job(args) -> str:
@@ -385,7 +414,8 @@ def comparison_lines(rows: dict[str, dict], keys: list[str]) -> tuple[list[str],
     """Which set-up beats which by more than twice the larger of their two std (over seeds), and which
     pairs stay within it. Needs at least 2 seeds."""
     beats, within = [], []
-    present = [k for k in keys if k in rows and rows[k]["miou"] is not None and not math.isnan(rows[k]["miou"])]
+    present = [k for k in keys
+               if k in rows and rows[k]["miou"] is not None and not math.isnan(rows[k]["miou"])]
     for i, a in enumerate(present):
         for b in present[i + 1:]:
             ra, rb = rows[a], rows[b]
@@ -435,16 +465,15 @@ def _pm(mean, std, digits=1) -> str:
 
 def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan: dict, args,
                  common: list[str], started: float) -> dict:
-    from dada.evaluation import compare_runs
+    from dada.evaluation import compare_runs, evaluate_run
     from dada.evaluation import figures as fig
-    from dada.evaluation import evaluate_run
     from dada.evaluation.reports import now_utc, paper_table
 
     by_key = {job.setup.key: job for job in jobs}
     baseline = [run_dir(out, by_key["S1"], s) for s in by_key["S1"].seeds] if "S1" in by_key else None
     groups = {key: load_group(out, job, baseline) for key, job in by_key.items()}
     rows = {key: row for key, (_, row) in groups.items()}
-    for key, row in rows.items():  # D-Gain only where the paper reports one (set below)
+    for row in rows.values():  # D-Gain only where the paper reports one (set below)
         row["d_gain"] = row["d_gain_std"] = None
     gains = d_gains(groups)
     for key, gain in gains.items():
@@ -480,8 +509,8 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
     seeds = sorted({s for job in jobs for s in job.seeds})
     command = "python benchmarks/ablation.py " + " ".join(args.argv)
     lines = ["# Results on the built-in benchmark: the paper's Tables 1, 3 and 4", "",
-             f"Written {now_utc()} by `{command.strip()}` (rerun it to reproduce or extend; finished runs are "
-             f"reused). Runs and raw numbers: `{out}` (`ablation.json`).", "",
+             f"Written {now_utc()} by `{command.strip()}` (rerun it to reproduce or extend; finished runs "
+             f"are reused). Runs and raw numbers: `{out}` (`ablation.json`).", "",
              f"- recipe: setting `{args.setting}` — `{cfg.model.arch}` backbone, {cfg.train.max_iters} "
              f"iterations, batch {cfg.data.source.batch_size}+{cfg.data.target.batch_size}, "
              f"{cfg.model.num_classes} classes; overrides of the setting: "
@@ -501,8 +530,8 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
     lines += ["## Table 1 layout: per-class IoU (%)", ""]
     lines += paper_table([{**r, "label": f"{r['label']} (n={len(r['runs'])})"} for r in table1],
                          class_names, num_classes)
-    paper1 = [f"{rows[k]['label']} {v[0] if v[0] is not None else '-'} / {v[1]}" for k, v in PAPER_TABLE1.items()
-              if k in rows]
+    paper1 = [f"{rows[k]['label']} {v[0] if v[0] is not None else '-'} / {v[1]}"
+              for k, v in PAPER_TABLE1.items() if k in rows]
     lines += ["", "Paper (Synthia→Cityscapes, mIoU / mIoU*): " + "; ".join(paper1) + ".", ""]
 
     lines += ["## Table 3 layout: ablation S1–S7", "",
@@ -525,12 +554,14 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
                   "| % of source | " + " | ".join(f"{round(100 * f)}%" for f, _ in fractions) + " |",
                   "|---|" + "---|" * len(fractions),
                   "| mIoU (%) | " + " | ".join(_pm(r["miou"], r["miou_std"]) for _, r in fractions) + " |",
-                  "| paper mIoU (%) | " + " | ".join(str(PAPER_TABLE4.get(f, "-")) for f, _ in fractions) + " |"]
+                  "| paper mIoU (%) | " + " | ".join(str(PAPER_TABLE4.get(f, "-")) for f, _ in fractions)
+                  + " |"]
 
     lines += ["", "## Time per iteration", "",
               "Median logged seconds per training iteration (mean over the seeds' runs), this machine, "
               f"{args.threads} thread(s) per job.", "",
-              "| Set-up | preset | s/iter | iterations | training time per run (min) |", "|---|---|---|---|---|"]
+              "| Set-up | preset | s/iter | iterations | training time per run (min) |",
+              "|---|---|---|---|---|"]
     for job in jobs:
         r = rows[job.setup.key]
         per_iter = r["seconds_per_iter"]
@@ -569,7 +600,8 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
                "skipped": skipped,
                "setups": {key: {"label": job.setup.label, "preset": job.preset, "overrides": job.overrides,
                                 "note": job.note, "group": job.setup.group, "fraction": job.setup.fraction,
-                                "runs": [{"seed": r["model"]["seed"], "folder": str(run_dir(out, job, r["model"]["seed"])),
+                                "runs": [{"seed": r["model"]["seed"],
+                                          "folder": str(run_dir(out, job, r["model"]["seed"])),
                                           "miou": r["result"]["miou"], "miou13": r["result"].get("miou13"),
                                           "negative_transfer": (r.get("negative_transfer") or {}).get("rate")}
                                          for r in groups[key][0]],
@@ -592,8 +624,8 @@ def parse_args(argv):
                         "(default benchmark, the demo's)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; 1 with --quick)")
     parser.add_argument("--sets", default="core,table1,table4", help="comma list of core, table1, table4")
-    parser.add_argument("--only", default=None, help="comma list of set-up keys (S1..S7, minent, adaptsegnet, "
-                        "oracle, clan, adaptpatch, spigan, spigan_nopi, S7_frac10, ...)")
+    parser.add_argument("--only", default=None, help="comma list of set-up keys (S1..S7, minent, "
+                        "adaptsegnet, oracle, clan, adaptpatch, spigan, spigan_nopi, S7_frac10, ...)")
     parser.add_argument("--fractions", default=",".join(str(f) for f in DEFAULT_FRACTIONS),
                         help="Table 4's source fractions besides 1.0 (S7)")
     parser.add_argument("--iters", type=int, default=None, help="train.max_iters (default the setting's; "
@@ -622,7 +654,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
-        args.threads = int(env) if env.isdigit() and int(env) > 0 else max(1, (os.cpu_count() or 1) // args.jobs)
+        args.threads = int(env) if env.isdigit() and int(env) > 0 \
+            else max(1, (os.cpu_count() or 1) // args.jobs)
     if args.jobs > 1:
         args.threads = 1  # N parallel single-thread jobs
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
