@@ -233,10 +233,12 @@ def _eval_images(cfg, val_images: int) -> int:
     return val_images + len(build_eval_dataset(settings, cfg.model.num_classes, depth=True, part="source"))
 
 
-def plan(jobs: list[Job], out: Path, common: list[str], steps: int) -> dict:
+def plan(jobs: list[Job], out: Path, common: list[str], steps: int, skipped: dict) -> dict:
     """Per set-up: its seconds/iteration (logged by a run there, cached, or measured now) and the time
-    its remaining runs take. Measurements are cached in ``<out>/timing.json``."""
+    its remaining runs take. Measurements are cached in ``<out>/timing.json``. A set-up that cannot
+    train here (a DadaError while measuring) is removed from ``jobs`` and its reason put in ``skipped``."""
     from dada.config import to_dict
+    from dada.errors import DadaError
     from dada.evaluation.reports import config_hash
 
     cache_path = out / "timing.json"
@@ -252,7 +254,12 @@ def plan(jobs: list[Job], out: Path, common: list[str], steps: int) -> dict:
             timing, source = cache[key], "measured earlier"
         else:
             say(f"measuring {job.setup.label} ({job.preset}): {steps} training steps")
-            timing, source = measure(cfg, steps), "measured now"
+            try:
+                timing, source = measure(cfg, steps), "measured now"
+            except DadaError as error:  # e.g. an optional package the method needs is not installed
+                skipped[job.setup.key] = f"{job.preset} cannot train here: {error}"
+                say(f"skipping {job.setup.label}: {error}")
+                continue
             cache[key] = timing
             out.mkdir(parents=True, exist_ok=True)
             cache_path.write_text(json.dumps(cache, indent=1))
@@ -275,6 +282,7 @@ def plan(jobs: list[Job], out: Path, common: list[str], steps: int) -> dict:
                      "overrides": job.overrides, "note": job.note, "seeds": job.seeds, "iterations": iters,
                      "seconds_per_iter": per_iter, "timing_source": source,
                      "seconds_per_val_image": timing["seconds_per_val_image"], "remaining_s": remaining})
+    jobs[:] = [job for job in jobs if job.setup.key not in skipped]
     return {"rows": rows, "total_remaining_s": sum(r["remaining_s"] for r in rows),
             "fixed_seconds_per_run": measured_fixed}
 
@@ -707,7 +715,9 @@ def main(argv=None) -> int:
         from dada.config import load_config
 
         _prepare_benchmark(load_config(jobs[0].preset, common))
-        the_plan = plan(jobs, out, common, args.measure_steps)
+        the_plan = plan(jobs, out, common, args.measure_steps, skipped)
+        if not jobs:
+            raise DadaError("nothing to run: every set-up was skipped")
         print_plan(the_plan, skipped, args.jobs, args.threads)
         if args.plan_only:
             return 0
