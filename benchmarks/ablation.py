@@ -574,7 +574,8 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
         r = rows[job.setup.key]
         per_iter = r["seconds_per_iter"]
         minutes = "-" if per_iter is None else f"{per_iter * cfg.train.max_iters / 60:.1f}"
-        lines.append(f"| {r['label']} | `{job.preset}` | {'-' if per_iter is None else f'{per_iter:.3f}'} | "
+        preset = " ".join([job.preset, *job.setup.overrides])
+        lines.append(f"| {r['label']} | `{preset}` | {'-' if per_iter is None else f'{per_iter:.3f}'} | "
                      f"{cfg.train.max_iters} | {minutes} |")
 
     lines += ["", "## Figures", ""]
