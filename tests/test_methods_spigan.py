@@ -116,3 +116,17 @@ def test_reports_count_spigan_as_using_depth():
     spec = {"depth_head": False}
     assert uses_depth({"config": {"method": {"privileged": spigan.method.privileged}}, "model_spec": spec})
     assert not uses_depth({"config": {"method": {"privileged": nopi.method.privileged}}, "model_spec": spec})
+
+
+def test_perceptual_network_is_efficientnet_lite0_with_its_imagenet_weights():
+    from dada.methods.spigan import imagenet_perceptual_network
+    from dada.models.backbones.efficientnet_lite import read_imagenet_lite
+
+    network = imagenet_perceptual_network()
+    released = read_imagenet_lite("efficientnet_lite0")
+    assert torch.equal(network.conv_stem.weight, released["_conv_stem.weight"])
+    assert network.output_stride == 32 and network.preprocess_mode == "lite"
+    cfg, model, _ = _method("benchmark_spigan_nopi")
+    method = SPIGAN(cfg, model, torch.device("cpu"), perceptual=network)
+    assert all(not p.requires_grad for p in method.perceptual.parameters()) and not method.perceptual.training
+    assert "perceptual" not in method.extra_modules  # fixed: neither trained nor saved
