@@ -324,13 +324,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \udcXX, never crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # `dada train --list | head -1`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except DadaError as error:
         print(f"dada {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except OSError as error:  # a read-only folder, a full disk, ... not wrapped where it happened
+        from dada.io import os_error
+
+        print(f"dada {args.command}: error: {os_error(error, error.filename or '?', 'access')}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interrupt:
+        from dada.engine.lock import Interrupted
+
+        if isinstance(interrupt, Interrupted):
+            print(f"dada {args.command}: {interrupt.message}", file=sys.stderr)
+            return interrupt.exit_code
         print(f"dada {args.command}: interrupted", file=sys.stderr)
         return 130
 

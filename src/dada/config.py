@@ -15,6 +15,7 @@ starts from (a run folder's ``config.yaml`` is a complete, resolved config).
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -342,6 +343,10 @@ def validate(cfg: DictConfig) -> None:
     if cfg.train.keep_last < 1:
         raise DadaError(f"train.keep_last must be at least 1 (resuming needs the newest), "
                         f"got {cfg.train.keep_last}")
+    for key in ("lr", "lr_d"):  # a NaN, infinite, zero or negative rate would train nothing or diverge
+        value = cfg.train[key]
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise DadaError(f"train.{key} must be a finite number > 0, got {value}")
     for key in ("checkpoint_every", "log_every", "image_every"):
         if cfg.train[key] < 0:
             raise DadaError(f"train.{key} must be >= 0, got {cfg.train[key]}")

@@ -21,7 +21,6 @@ import math
 import multiprocessing
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from dada.data import cityscapes, synthia
 from dada.data.base import SampleWriter
 from dada.data.classes import CITYSCAPES_LABEL_IDS, CLASSES_16, SYNTHIA_IDS, SYNTHIA_TO_16
 from dada.errors import DadaError
-from dada.io import write_image, write_json
+from dada.io import make_temp_dir, write_image, write_json
 
 GENERATOR_VERSION = "2"
 DEFAULTS = dict(seed=0, num_source=1000, num_target_train=1000, num_target_val=250, size=(128, 256))
@@ -170,8 +169,7 @@ def make_benchmark(
     occupied = (out.is_dir() and any(out.iterdir())) or (out.exists() and not out.is_dir())
     if occupied and not overwrite:
         raise DadaError(f"{out} exists and is not empty: remove it, choose another folder or use --force")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_temp_dir(out.parent, f".{out.name}.tmp-")  # removes those of killed runs
     try:
         counts = {"source": num_source, "target_train": num_target_train, "target_val": num_target_val}
         for sub in ("RGB", "GT/LABELS", "Depth"):

@@ -106,6 +106,9 @@ def infinite_loader(dataset: Dataset, cfg: DictConfig, part: str, start_item: in
     batch_size = int(cfg.data[part].batch_size)
     sampler = ResumableSampler(len(dataset), cfg.seed, DOMAINS[part], start_item, rank=rank,
                                world_size=world_size, batch_size=batch_size)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+    # its own generator: creating the loader (again, on resume) draws nothing from the global RNG, so a
+    # resumed run's random state is the uninterrupted run's
+    generator = torch.Generator().manual_seed(int(cfg.seed) * 1000 + DOMAINS[part])
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, generator=generator,
                         **loader_options(cfg, device))
     return iter(loader)

@@ -3,7 +3,10 @@
 Scalars (every loss, the learning rates, the iteration time) every ``train.log_every`` iterations;
 images every ``train.image_every``: source and target inputs and predictions, the target's
 self-information map, the predicted depth and the depth-aware map. On resume, records after the
-checkpoint are dropped from both ``metrics.jsonl`` and TensorBoard, so the logs match the weights.
+checkpoint are dropped from both ``metrics.jsonl`` and TensorBoard, so the logs match the weights; a
+partial last line (what a full disk or a power loss leaves) is dropped too. The running means in
+progress at a checkpoint are saved in it (:meth:`TrainLogger.running_state`), so the means logged after a
+resume cover the same iterations as in an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from dada.io import write_text
+from dada.io import append_line, write_text
 
 
 class TrainLogger:
-    def __init__(self, run_dir: Path, cfg: DictConfig, start: int):
+    def __init__(self, run_dir: Path, cfg: DictConfig, start: int, running: dict | None = None):
         self.run_dir, self.cfg = Path(run_dir), cfg
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self._truncate_metrics(start)
@@ -30,6 +33,8 @@ class TrainLogger:
 
         self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start if start > 0 else None)
         self.running: dict[str, list[float]] = defaultdict(list)
+        for name, values in (running or {}).items():
+            self.running[name] = [float(v) for v in values]
         self.bar = None
         if cfg.train.progress:
             from tqdm import tqdm
@@ -40,10 +45,19 @@ class TrainLogger:
     def _truncate_metrics(self, start: int) -> None:
         if not self.metrics_path.exists():
             return
-        kept = [line for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("iteration", 0) < start
-                and json.loads(line).get("kind") != "final"]
+        kept = []
+        for line in self.metrics_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a partial line of an interrupted write: dropped
+                continue
+            if isinstance(record, dict) and record.get("iteration", 0) < start and record.get("kind") != "final":
+                kept.append(line)
         write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+
+    def running_state(self) -> dict[str, list[float]]:
+        """The values of the means in progress (saved in checkpoints)."""
+        return {name: list(values) for name, values in self.running.items()}
 
     def wants_images(self, iteration: int) -> bool:
         every = self.cfg.train.image_every
@@ -73,8 +87,7 @@ class TrainLogger:
             self.bar.set_postfix({name: f"{value:.3g}" for name, value in means.items()}, refresh=False)
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, allow_nan=True) + "\n")
+        append_line(self.metrics_path, json.dumps(record, allow_nan=True))
 
     def evaluation(self, iteration: int, miou: float, extra: dict[str, Any]) -> None:
         self.write({"kind": "eval", "iteration": iteration, "miou": miou, **extra})

@@ -109,6 +109,8 @@ class Trainer:
         self.iteration = 0
         self.consumed = {"source": 0, "target": 0}
         self.selection: dict[str, Any] = {"policy": cfg.eval.selection, "iteration": None, "miou": None}
+        self.logger = None
+        self.log_state: dict[str, list[float]] = {}  # the logger's running means at the checkpoint
 
     @property
     def discriminators(self) -> nn.ModuleDict:
@@ -148,7 +150,8 @@ class Trainer:
         state = {"iteration": self.iteration, "config": to_dict(self.cfg), "model_spec": dict(self.model_spec),
                  "model": self.model.state_dict(), "method": self.method.state_dict(),
                  "rng": rng[0], "data": dict(self.consumed), "selection": dict(self.selection),
-                 "world_size": self.dist.world_size}
+                 "world_size": self.dist.world_size,
+                 "log": self.logger.running_state() if self.logger is not None else {}}
         if self.dist.enabled and gather:
             state["rng_ranks"] = rng
         if self.accelerator.state_dict():
@@ -167,6 +170,7 @@ class Trainer:
         self.iteration = int(checkpoint["iteration"])
         self.consumed = {k: int(v) for k, v in checkpoint["data"].items()}
         self.selection = dict(checkpoint["selection"])
+        self.log_state = dict(checkpoint.get("log") or {})
         self.accelerator.load_state_dict(checkpoint.get("accelerator"))
         ckpt.set_rng_state(checkpoint["rng_ranks"][self.dist.rank] if self.dist.enabled else checkpoint["rng"])
 
@@ -175,18 +179,36 @@ class Trainer:
         """Train to ``train.max_iters`` in ``run_dir`` (default ``output.root/output.name``), resuming from
         its newest checkpoint if it has one; returns the run folder. ``datasets`` may replace the
         ``source`` / ``target`` / ``val`` datasets of the config."""
+        import contextlib
+
+        from dada.engine.lock import RunLock, StopSignals
+
+        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(self.cfg)
+        lock = RunLock(run_dir) if self.dist.is_main else contextlib.nullcontext()  # one process (group)
+        with lock, StopSignals() as stop:  # per run folder; SIGTERM/SIGINT save a checkpoint
+            return self._fit(run_dir, datasets, stop)
+
+    def _fit(self, run_dir: Path, datasets: dict | None, stop) -> Path:
+        from dada.engine.lock import Interrupted
         from dada.engine.logging import TrainLogger
 
         cfg, train = self.cfg, self.cfg.train
-        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
         checkpoints = run_dir / "checkpoints"
         main, rank, world = self.dist.is_main, self.dist.rank, self.dist.world_size  # only rank 0 writes
-        if main:
+        finished, checkpoint, newest = False, None, None
+        if main:  # a verified final.pt is a finished run; a corrupt newest iter_*.pt falls back, saying so
             ckpt.remove_partial_files(checkpoints)
-        found = ckpt.iteration_checkpoints(checkpoints)
-        newest = distributed.broadcast_object(found[-1][1] if found else None, self.dist)  # rank 0's view
+            finished = ckpt.complete_run(run_dir) is not None
+            checkpoint, newest = ckpt.load_latest(checkpoints)
+            newest = newest or (checkpoints / "final.pt" if finished else None)
+        finished, newest = distributed.broadcast_object((finished, newest), self.dist)  # rank 0's view
         if newest is not None:
-            self.load_state(ckpt.load_checkpoint(newest))
+            self.load_state(checkpoint if checkpoint is not None else ckpt.load_checkpoint(newest))
+        if finished:  # report it, never retrain over it
+            if main:
+                print(f"run {run_dir} is already complete (checkpoints/final.pt): nothing to do; choose "
+                      f"another output.name to train again", flush=True)
+            return run_dir
         if main:
             save_config(cfg, run_dir / "config.yaml")
         datasets = dict(datasets or {})
@@ -203,7 +225,8 @@ class Trainer:
             if self.method.needs_target:
                 targets = infinite_loader(datasets["target"], cfg, "target", self.consumed["target"],
                                           self.device, rank, world)
-        logger = TrainLogger(run_dir, cfg, self.iteration) if main else SilentLogger()
+        logger = TrainLogger(run_dir, cfg, self.iteration, running=self.log_state) if main else SilentLogger()
+        self.logger = logger if main else None
         try:
             while self.iteration < train.max_iters:
                 started = time.perf_counter()
@@ -221,17 +244,24 @@ class Trainer:
                 done = self.iteration
                 if cfg.eval.every > 0 and (done % cfg.eval.every == 0 or done == train.max_iters):
                     self._evaluate(datasets["val"], checkpoints, logger)  # rank 0 only
+                stopping = distributed.broadcast_object(stop.requested, self.dist) if self.dist.enabled \
+                    else stop.requested  # every rank stops at the same iteration
                 every = train.checkpoint_every
-                if (every > 0 and done % every == 0) or done == train.max_iters:
+                if (every > 0 and done % every == 0) or done == train.max_iters or stopping:
                     state = self.state()  # every rank: it gathers the ranks' random states
                     if main:
                         ckpt.save_checkpoint(ckpt.iteration_path(checkpoints, done), state)
                         ckpt.prune(checkpoints, train.keep_last)
+                if stopping:
+                    raise Interrupted(f"stopped by {stopping} after iteration {done}: saved "
+                                      f"{ckpt.iteration_path(checkpoints, done)}; rerun the same command "
+                                      f"to resume", stop.signum or 15)
             if main:
                 self._finalize(run_dir, logger)
             distributed.barrier(self.dist)
         finally:
             logger.close()
+            self.logger = None
         return run_dir
 
     def evaluate(self, dataset) -> float:

@@ -17,7 +17,7 @@ import numpy as np
 
 from dada.data.classes import ClassSet, class_set
 from dada.errors import DadaError
-from dada.io import atomic_path, write_image
+from dada.io import atomic_path, display, write_image
 
 DEPTH_COLORMAP = "magma"
 
@@ -139,7 +139,7 @@ def qualitative_grid(rows: Sequence[Mapping], path: str | os.PathLike, num_class
 
 
 def _short(name: str, limit: int = 28) -> str:
-    name = Path(name).stem.removesuffix("_leftImg8bit")
+    name = display(Path(name).stem.removesuffix("_leftImg8bit"))  # non-UTF-8 names: matplotlib needs text
     return name if len(name) <= limit else "…" + name[-limit + 1:]
 
 

@@ -253,6 +253,18 @@ class EvalOptions:
 
 def evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *,
                  out_dir: str | os.PathLike | None = None, overwrite: bool = False, **settings) -> dict:
+    """:func:`_evaluate_run`; an output folder it created is removed again if the evaluation is refused
+    or fails before writing anything into it."""
+    from dada.io import removed_if_left_empty
+
+    path = Path(path)
+    default = path if path.is_dir() else path.parent / f"eval_{path.stem}"
+    with removed_if_left_empty(Path(out_dir) if out_dir is not None else default):
+        return _evaluate_run(path, options, out_dir=out_dir, overwrite=overwrite, **settings)
+
+
+def _evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *,
+                  out_dir: str | os.PathLike | None = None, overwrite: bool = False, **settings) -> dict:
     """Evaluate a run folder or a checkpoint and write ``results.json``, ``results.md`` and the figures.
 
     ``options``: an :class:`EvalOptions`, or its fields as keyword arguments (``settings``). ``out_dir``:

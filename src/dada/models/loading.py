@@ -113,6 +113,10 @@ def load_segmenter(path: str | os.PathLike, map_location: str | torch.device = "
             if obj["format"] not in READABLE_FORMATS:
                 raise DadaError(f"unsupported checkpoint format {obj['format']!r} (this version reads "
                                 f"{', '.join(READABLE_FORMATS)})")
+            if "sha256" in obj:  # written with a content digest: verify it
+                from dada.engine.checkpoint import verify_digest
+
+                obj = verify_digest(obj, path)
             missing = [k for k in ("model_spec", "model") if k not in obj]
             if missing:
                 raise DadaError(f"checkpoint lacks {missing}")
