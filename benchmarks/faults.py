@@ -74,10 +74,9 @@ def fingerprint(run_dir: Path) -> tuple[str, list]:
 
     final = ckpt.load_checkpoint(run_dir / "checkpoints" / "final.pt")
     body = {k: v for k, v in final.items() if k not in ("config", "log")}
-    losses = [(r["iteration"], r["loss"]) for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-              if r.get("kind") == "train"]
-    evals = [(r["iteration"], r["miou"]) for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-             if r.get("kind") == "eval"]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [(r["iteration"], r["loss"]) for r in records if r.get("kind") == "train"]
+    evals = [(r["iteration"], r["miou"]) for r in records if r.get("kind") == "eval"]
     return ckpt.content_digest(body), losses + evals
 
 
@@ -86,7 +85,8 @@ def phase(run_dir: Path) -> str:
     checkpoints = run_dir / "checkpoints"
     temporary = [p.name for p in checkpoints.glob(".*.tmp*")] if checkpoints.is_dir() else []
     if any(name.startswith((".final.", ".best.")) for name in temporary) or (
-            (checkpoints / f"iter_{MAX_ITERS:07d}.pt").exists() and not (run_dir / "train_summary.json").exists()):
+            (checkpoints / f"iter_{MAX_ITERS:07d}.pt").exists()
+            and not (run_dir / "train_summary.json").exists()):
         return "final selection"
     if temporary:
         return "checkpoint write"
@@ -131,20 +131,19 @@ def scenario_sigkill(bench: Path, work: Path, kills: int, reference: tuple, ref_
         elif strategy == "checkpoint write":
             target = rng.choice([2, 4, 6])
 
-            def condition(t, target=target):
-                return checkpoints.is_dir() and any(p.name.startswith(f".iter_{target:07d}") for p in
-                                                    checkpoints.iterdir())
+            def condition(t, target=target, folder=checkpoints):
+                prefix = f".iter_{target:07d}"
+                return folder.is_dir() and any(p.name.startswith(prefix) for p in folder.iterdir())
             delay = rng.uniform(0.0, 0.003)
         elif strategy == "evaluation":
             target = rng.choice([EVAL_EVERY - 1, 2 * EVAL_EVERY - 1])
 
-            def condition(t, target=target):
-                metrics = run_dir / "metrics.jsonl"
+            def condition(t, target=target, metrics=run_dir / "metrics.jsonl"):
                 return metrics.exists() and f'"iteration": {target}, "loss"' in metrics.read_text()
             delay = rng.uniform(0.0, 0.05)
         else:
-            def condition(t):
-                return checkpoints.is_dir() and any(p.name.startswith(".final.") for p in checkpoints.iterdir())
+            def condition(t, folder=checkpoints):
+                return folder.is_dir() and any(p.name.startswith(".final.") for p in folder.iterdir())
             delay = rng.uniform(0.0, 0.003)
         started = time.monotonic()
         outcome, rc = kill_when(command, condition, delay)
@@ -190,9 +189,9 @@ def scenario_damage(bench: Path, work: Path, reference: tuple) -> list:
         said = "instead" in resumed.stderr and newest.name in resumed.stderr
         ok = resumed.returncode == 0 and said and fingerprint(run_dir) == reference
         rows.append({"scenario": damage, "ok": ok, "newest": newest.name, "said_fallback": said,
-                     "message": next((line for line in resumed.stderr.splitlines() if "warning" in line), "")})
-        print(f"  {damage} {newest.name}: {'fell back, bit-identical' if ok else 'FAILED ' + resumed.stderr[-300:]}",
-              flush=True)
+                     "message": next((x for x in resumed.stderr.splitlines() if "warning" in x), "")})
+        verdict = "fell back, bit-identical" if ok else "FAILED " + resumed.stderr[-300:]
+        print(f"  {damage} {newest.name}: {verdict}", flush=True)
         shutil.rmtree(run_dir, ignore_errors=True)
     return rows
 
@@ -202,7 +201,8 @@ def scenario_sigterm(bench: Path, work: Path, reference: tuple) -> list:
     process = subprocess.Popen(train_command(bench, work, "term"), env=env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     metrics = run_dir / "metrics.jsonl"
-    while process.poll() is None and not (metrics.exists() and '"iteration": 2, "loss"' in metrics.read_text()):
+    while process.poll() is None and not (metrics.exists()
+                                          and '"iteration": 2, "loss"' in metrics.read_text()):
         time.sleep(0.001)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate()
@@ -210,7 +210,8 @@ def scenario_sigterm(bench: Path, work: Path, reference: tuple) -> list:
     resumed = run(train_command(bench, work, "term"))
     ok = process.returncode == 143 and said and resumed.returncode == 0 and fingerprint(run_dir) == reference
     line = next((x for x in err.splitlines() if "SIGTERM" in x), err[-200:])
-    print(f"  SIGTERM: rc {process.returncode}, {line!r}; resumed {'bit-identical' if ok else 'FAILED'}", flush=True)
+    print(f"  SIGTERM: rc {process.returncode}, {line!r}; resumed {'bit-identical' if ok else 'FAILED'}",
+          flush=True)
     shutil.rmtree(run_dir, ignore_errors=True)
     return [{"scenario": "sigterm", "ok": ok, "rc": process.returncode, "message": line}]
 
@@ -222,8 +223,8 @@ def scenario_disk_full(bench: Path, work: Path, reference: tuple) -> list:
         print("  disk full: skipped (needs root to mount a small tmpfs)", flush=True)
         return [{"scenario": "disk-full", "ok": None, "skipped": "needs root to mount a small tmpfs"}]
     mount = Path(tempfile.mkdtemp(prefix="dada-tmpfs-"))
-    probe = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True,
-                           text=True)
+    probe = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                           capture_output=True, text=True)
     if probe.returncode != 0:
         mount.rmdir()
         print(f"  disk full: skipped (cannot mount a tmpfs: {probe.stderr.strip()})", flush=True)
@@ -243,10 +244,11 @@ def scenario_disk_full(bench: Path, work: Path, reference: tuple) -> list:
         clear = full.returncode == 2 and "no space left" in message and "Traceback" not in full.stderr
         filler.unlink()
         resumed = run(command)
-        ok = clear and loads and bool(found) and resumed.returncode == 0 and fingerprint(mount / "full") == reference
+        ok = (clear and loads and bool(found) and resumed.returncode == 0
+              and fingerprint(mount / "full") == reference)
+        verdict = "bit-identical" if ok else "FAILED " + resumed.stderr[-200:]
         print(f"  disk full: rc {full.returncode}, {message!r}; checkpoints left {[i for i, _ in found]} "
-              f"(all load: {loads}); after freeing space: {'bit-identical' if ok else 'FAILED ' + resumed.stderr[-200:]}",
-              flush=True)
+              f"(all load: {loads}); after freeing space: {verdict}", flush=True)
         return [{"scenario": "disk-full", "ok": ok, "rc": full.returncode, "message": message,
                  "checkpoints_left": [i for i, _ in found], "traceback": "Traceback" in full.stderr}]
     finally:
@@ -273,8 +275,8 @@ def scenario_concurrent(bench: Path, work: Path) -> list:
         ok = codes == [0, 2] and "in use by process" in refusal and config_seed == final_seed
         rows.append({"scenario": "concurrent", "ok": ok, "exit_codes": codes, "message": refusal,
                      "config_seed": config_seed, "final_seed": final_seed})
-        print(f"  concurrent {trial}: exit codes {codes}; {refusal!r}; config seed {config_seed}, final.pt seed "
-              f"{final_seed}", flush=True)
+        print(f"  concurrent {trial}: exit codes {codes}; {refusal!r}; config seed {config_seed}, "
+              f"final.pt seed {final_seed}", flush=True)
         shutil.rmtree(work / name, ignore_errors=True)
     return rows
 
@@ -288,8 +290,9 @@ def scenario_fuzz(work: Path, cases: int) -> list:
     print(f"  fuzz: {report.cases} cases in {seconds:.0f} s: {report.errors} DadaError, {report.decoded} "
           f"well-formed items, {len(report.findings)} findings; slowest case {report.slowest * 1000:.0f} ms",
           flush=True)
-    return [{"scenario": "fuzz", "ok": not report.findings, "cases": report.cases, "dada_errors": report.errors,
-             "decoded": report.decoded, "findings": report.findings[:20], "seconds": round(seconds, 1),
+    return [{"scenario": "fuzz", "ok": not report.findings, "cases": report.cases,
+             "dada_errors": report.errors, "decoded": report.decoded, "findings": report.findings[:20],
+             "seconds": round(seconds, 1),
              "slowest_ms": round(report.slowest * 1000, 1), "per_target": report.per_target}]
 
 
@@ -313,9 +316,10 @@ def main() -> int:
         if any(wanted(n) for n in ("sigkill", "sigterm", "damage", "disk-full", "concurrent")):
             bench = work / "B"
             if not bench.exists():
-                subprocess.run([sys.executable, "-m", "dada.cli", "make-benchmark", str(bench), "--num-source",
-                                "40", "--num-target-train", "40", "--num-target-val", "10", "--size", "64", "128",
-                                "--workers", "1"], env=env(), check=True, capture_output=True)
+                subprocess.run([sys.executable, "-m", "dada.cli", "make-benchmark", str(bench),
+                                "--num-source", "40", "--num-target-train", "40", "--num-target-val", "10",
+                                "--size", "64", "128", "--workers", "1"], env=env(), check=True,
+                               capture_output=True)
             t0 = time.monotonic()
             done = run(train_command(bench, work, "reference"))
             ref_seconds = time.monotonic() - t0
@@ -347,16 +351,18 @@ def main() -> int:
         entry["trials"] += 1
         entry["passed"] += row["ok"] is True
         entry["skipped"] += row["ok"] is None
-    print(f"\n| scenario | trials | passed |\n|---|---|---|")
+    print("\n| scenario | trials | passed |\n|---|---|---|")
     for key, entry in table.items():
         shown = "skipped" if entry["skipped"] == entry["trials"] else f"{entry['passed']}/{entry['trials']}"
         print(f"| {key} | {entry['trials']} | {shown} |")
     failed = [r for r in rows if r["ok"] is False]
     print(f"\n{len(rows)} trials, {len(failed)} failed, {time.monotonic() - started:.0f} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
-                                   "command": " ".join(sys.argv), "max_iters": MAX_ITERS, "table": table,
-                                   "rows": rows, "seconds": round(time.monotonic() - started, 1)}, indent=2) + "\n")
+    summary = {"machine": platform.platform(), "python": platform.python_version(),
+               "command": " ".join(sys.argv),
+               "max_iters": MAX_ITERS, "table": table, "rows": rows,
+               "seconds": round(time.monotonic() - started, 1)}
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"results: {RESULTS}")
     return 1 if failed else 0
 

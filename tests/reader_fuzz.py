@@ -50,14 +50,15 @@ class Report:
 def make_targets(root: Path) -> list[Target]:
     """Write one item per format under ``root`` and return the files to mutate."""
     from dada.data import build_dataset
-    from dada.data.classes import CITYSCAPES_TO_16, MAPILLARY_TO_7, SYNTHIA_TO_16
     from dada.data.cityscapes import write_cityscapes
+    from dada.data.classes import CITYSCAPES_TO_16, MAPILLARY_TO_7, SYNTHIA_TO_16
     from dada.data.mapillary import write_mapillary
     from dada.data.synthia import write_synthia
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-    write_synthia(root / "synthia", "0000000.png", rgb, rng.choice(sorted(SYNTHIA_TO_16), (H, W)).astype(np.uint16),
+    labels = rng.choice(sorted(SYNTHIA_TO_16), (H, W)).astype(np.uint16)
+    write_synthia(root / "synthia", "0000000.png", rgb, labels,
                   rng.uniform(1.0, 2000.0, (H, W)).astype(np.float32))
     (root / "synthia" / "train.txt").write_text("0000000.png\n")
     disparity = rng.integers(0, 30000, (H, W)).astype(np.uint16)
@@ -76,7 +77,8 @@ def make_targets(root: Path) -> list[Target]:
             targets.append(Target(f"{dataset.dataset_name}/{what}", dataset, path, path.read_bytes(), "png",
                                   depth_finite))
     record = mapillary.records[0]
-    targets.append(Target("mapillary/image", mapillary, record.image, record.image.read_bytes(), "jpeg", True))
+    targets.append(Target("mapillary/image", mapillary, record.image, record.image.read_bytes(), "jpeg",
+                          True))
     targets.append(Target("mapillary/label", mapillary, record.label, record.label.read_bytes(), "png", True))
     list_file = root / "synthia" / "train.txt"
     targets.append(Target("synthia/list", None, list_file, list_file.read_bytes(), "text", True,
@@ -114,7 +116,8 @@ def mutate(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
         out[29:33] = zlib.crc32(bytes(out[12:29])).to_bytes(4, "big")
     elif how == 6 and kind == "text":  # text-specific: random lines, NULs, invalid UTF-8, huge names
         pieces = [b"0000000.png", b"\x00", b"\xff\xfe", b"../" * 3, b"#", b"\n", b" ", b"x" * 300, b"\r\n"]
-        out = bytearray(b"".join(pieces[int(k)] for k in rng.integers(0, len(pieces), int(rng.integers(1, 8)))))
+        chosen = rng.integers(0, len(pieces), int(rng.integers(1, 8)))
+        out = bytearray(b"".join(pieces[int(k)] for k in chosen))
     elif how == 7 and kind == "png":  # inside a PNG chunk, CRC fixed (reaches the decoders past the checks)
         return _mutate_png_chunk(data, rng)
     else:  # duplicate a chunk of the file at a random place
@@ -179,7 +182,8 @@ def _mutate_png_chunk(data: bytes, rng: np.random.Generator) -> bytes:
 def check_item(item: dict, target: Target) -> str | None:
     """None when the item is well formed, else what is wrong."""
     image = item.get("image")
-    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.float32:
+    if (not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3
+            or image.dtype != torch.float32):
         return f"image {getattr(image, 'shape', None)} {getattr(image, 'dtype', None)}"
     if not torch.isfinite(image).all():
         return "image has non-finite values"

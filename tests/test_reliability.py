@@ -104,7 +104,8 @@ def test_a_finished_run_is_reported_complete_not_retrained(data, tmp_path, capsy
     before = final.read_bytes()
     for _, path in ckpt.iteration_checkpoints(run / "checkpoints"):
         path.unlink()
-    assert main(["train", "benchmark_dada", *args(data, tmp_path, "train.max_iters=3", "output.name=done")]) == 0
+    argv = ["train", "benchmark_dada", *args(data, tmp_path, "train.max_iters=3", "output.name=done")]
+    assert main(argv) == 0
     assert "already complete" in capsys.readouterr().out
     assert final.read_bytes() == before
     assert not ckpt.iteration_checkpoints(run / "checkpoints")  # nothing retrained
@@ -172,7 +173,8 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(data, tmp_pa
     assert f"resuming from iter_{int(newest.name[5:12]) - 1:07d}.pt instead" in err
     assert Path(str(newest) + ".corrupt").exists()
     final = ckpt.load_checkpoint(run / "checkpoints" / "final.pt")
-    assert tensors_equal(final["model"], ckpt.load_checkpoint(reference / "checkpoints" / "final.pt")["model"])
+    expected = ckpt.load_checkpoint(reference / "checkpoints" / "final.pt")
+    assert tensors_equal(final["model"], expected["model"])
 
 
 def test_a_flipped_byte_is_detected_even_where_torch_loads_the_file(tmp_path):
@@ -220,8 +222,8 @@ def test_make_benchmark_folder_is_readable_and_stale_temp_folders_are_removed(tm
     (stale / "source").mkdir(parents=True)  # what a killed make-benchmark leaves
     old = os.umask(0o022)
     try:
-        out = make_benchmark(tmp_path / "B", num_source=2, num_target_train=2, num_target_val=1, size=(32, 64),
-                             workers=1, preview=False)
+        out = make_benchmark(tmp_path / "B", num_source=2, num_target_train=2, num_target_val=1,
+                             size=(32, 64), workers=1, preview=False)
     finally:
         os.umask(old)
     assert not stale.exists()

@@ -63,7 +63,8 @@ def os_error(error: OSError, path: str | os.PathLike, action: str = "write", *,
                          f"some space and rerun the same command (files written before are intact)")
     if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         cause = "the file system is read-only" if error.errno == errno.EROFS else "permission denied"
-        return DadaError(f"cannot {action} {target}: {cause}; choose a writable folder or fix its permissions")
+        return DadaError(f"cannot {action} {target}: {cause}; choose a writable folder or fix its "
+                         f"permissions")
     return DadaError(f"cannot {action} {target}: {error.strerror or error}")
 
 
@@ -202,7 +203,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     try:
         ok, encoded = cv2.imencode(suffix, image)
     except cv2.error as error:
-        raise DadaError(f"could not encode image {display(path)} ({error.err}): check the extension") from None
+        raise DadaError(f"could not encode image {display(path)} ({error.err}): check the "
+                        f"extension") from None
     if not ok:
         raise DadaError(f"could not encode image {display(path)}: check the extension")
     write_bytes(path, encoded.tobytes())

@@ -30,9 +30,9 @@ from dada.io import display, os_errors, save_torch
 from dada.models.loading import CHECKPOINT_FORMAT as FORMAT
 from dada.models.loading import iteration_checkpoints, iteration_path
 
-__all__ = ["FORMAT", "complete_run", "content_digest", "iteration_checkpoints", "iteration_path", "load_checkpoint",
-           "load_latest", "non_finite_tensors", "prune", "remove_partial_files", "rng_state", "save_checkpoint",
-           "set_rng_state", "verify_digest"]
+__all__ = ["FORMAT", "complete_run", "content_digest", "iteration_checkpoints", "iteration_path",
+           "load_checkpoint", "load_latest", "non_finite_tensors", "prune", "remove_partial_files",
+           "rng_state", "save_checkpoint", "set_rng_state", "verify_digest"]
 
 
 def remove_partial_files(folder: Path) -> None:
@@ -111,8 +111,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     bad = non_finite_tensors({k: v for k, v in payload.items() if k != "rng"})
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise DadaError(f"not writing {display(path)}: {len(bad)} tensors hold NaN or infinity ({shown}); the "
-                        f"training diverged. The checkpoints already written are intact: lower train.lr "
+        raise DadaError(f"not writing {display(path)}: {len(bad)} tensors hold NaN or infinity ({shown}); "
+                        f"the training diverged. The checkpoints already written are intact: lower train.lr "
                         f"(or train.lr_d) and resume, or check the data")
     body = {"format": FORMAT, **payload}
     save_torch(path, {**body, "sha256": content_digest(body)})
@@ -219,8 +219,8 @@ def complete_run(run_dir: Path, say=None) -> dict[str, Any] | None:
         aside = final.with_name("final.pt.corrupt")
         with os_errors(final, "rename"):
             final.replace(aside)
-        say(f"warning: {error}\n  redoing the final selection from the iter_*.pt checkpoints; the bad file is "
-            f"kept as {aside.name}")
+        say(f"warning: {error}\n  redoing the final selection from the iter_*.pt checkpoints; the bad file "
+            f"is kept as {aside.name}")
         return None
     if (Path(run_dir) / "train_summary.json").is_file() or not remaining:
         return checkpoint

@@ -45,10 +45,10 @@ class RunLock:
 
     def _refuse(self) -> DadaError:
         info = self.holder()
-        who = (f"process {info.get('pid', '?')} on host {info.get('host', '?')} (since {info.get('started', '?')})"
-               if info else "another process")
-        return DadaError(f"run folder {display(self.run_dir)} is in use by {who}: wait for it to finish, stop "
-                         f"it, or choose another output.name")
+        who = (f"process {info.get('pid', '?')} on host {info.get('host', '?')} "
+               f"(since {info.get('started', '?')})" if info else "another process")
+        return DadaError(f"run folder {display(self.run_dir)} is in use by {who}: wait for it to finish, "
+                         f"stop it, or choose another output.name")
 
     def acquire(self) -> RunLock:
         import fcntl

@@ -51,7 +51,8 @@ class TrainLogger:
                 record = json.loads(line)
             except ValueError:  # a partial line of an interrupted write: dropped
                 continue
-            if isinstance(record, dict) and record.get("iteration", 0) < start and record.get("kind") != "final":
+            if (isinstance(record, dict) and record.get("iteration", 0) < start
+                    and record.get("kind") != "final"):
                 kept.append(line)
         write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
