@@ -269,6 +269,11 @@ def test_predict_and_figures_accept_non_utf8_names(data, tmp_path):
     path = qualitative_grid([{"name": f"{BAD_NAME}.png", "image": np.zeros((8, 8, 3), np.uint8),
                               "label": label, "predictions": {"m": label}}], tmp_path / "grid.png", 16)
     assert Path(path).stat().st_size > 0
+    from dada.evaluation.figures import iou_bar_chart
+
+    chart = iou_bar_chart({f"model {BAD_NAME}": [0.5, 0.25]}, ["road", "car"], tmp_path / "bars.png",
+                          title=f"run {BAD_NAME}")
+    assert Path(chart).stat().st_size > 0
 
 
 # ------------------------------------------------------------------------------------- 8. OS errors

@@ -79,6 +79,11 @@ def _new_figure(width: float, height: float):
 
 
 def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    from matplotlib.text import Text
+
+    for text in figure.findobj(Text):  # names that are not UTF-8 (surrogate escapes) cannot be drawn
+        if text.get_text() != display(text.get_text()):
+            text.set_text(display(text.get_text()))
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
     return Path(path)
