@@ -2,10 +2,11 @@
 
 Scenarios (each on a tiny built-in benchmark, ``model.arch=tiny``):
 
-* ``sigkill``: ``dada train`` SIGKILLed at ``--kills`` moments (default 24): uniformly random times, the
-  moment a checkpoint write starts (its temporary file appears), during an evaluation, and during the
-  final selection (``final.pt``'s temporary file); each run is then resumed by rerunning the same command
-  and its ``final.pt`` compared bit for bit (every tensor and value but the config's run name and the
+* ``sigkill``: ``dada train`` SIGKILLed at ``--kills`` moments (default 24), in turn: during a training
+  step (a random delay after a random iteration's log record), the moment a checkpoint write starts (its
+  temporary file appears), during an evaluation, and during the final selection (``final.pt``'s
+  temporary file); ``random`` (a uniformly random time) is available with ``--strategies``. Each run is
+  then resumed by rerunning the same command and its ``final.pt`` compared bit for bit (every tensor and value but the config's run name and the
   log's timings) and its logged losses with an uninterrupted run. The moment is classified from the run
   folder as the kill left it.
 * ``sigterm``: SIGTERM mid-run: exit 143, a checkpoint at the current iteration, "stopped by SIGTERM",
@@ -115,16 +116,25 @@ def kill_when(command, condition, delay: float, deadline: float = 300.0) -> tupl
     return "finished", process.returncode
 
 
-def scenario_sigkill(bench: Path, work: Path, kills: int, reference: tuple, ref_seconds: float, rng) -> list:
+STRATEGIES = ("training step", "checkpoint write", "evaluation", "final selection", "random")
+
+
+def scenario_sigkill(bench: Path, work: Path, kills: int, reference: tuple, ref_seconds: float, rng,
+                     strategies=STRATEGIES[:4]) -> list:
     rows = []
-    strategies = ["random", "checkpoint write", "evaluation", "final selection"]
     for k in range(kills):
         strategy = strategies[k % len(strategies)]
         name = f"kill{k:02d}"
         run_dir = work / name
         command = train_command(bench, work, name)
         checkpoints = run_dir / "checkpoints"
-        if strategy == "random":
+        if strategy == "training step":  # a random iteration's record is written, then a random delay
+            target = rng.randrange(MAX_ITERS - 1)
+
+            def condition(t, target=target, metrics=run_dir / "metrics.jsonl"):
+                return metrics.exists() and f'"iteration": {target}, "loss"' in metrics.read_text()
+            delay = rng.uniform(0.0, 0.4)
+        elif strategy == "random":
             at = rng.uniform(0.3, ref_seconds)
             condition = lambda t, at=at: t >= at  # noqa: E731
             delay = 0.0
@@ -304,6 +314,10 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated scenarios: sigkill, sigterm, damage, disk-full, "
                         "concurrent, fuzz")
     parser.add_argument("--work", help="working folder (default a temporary one, removed at the end)")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES[:4]),
+                        help=f"kill moments, in turn (default: the first four of {', '.join(STRATEGIES)})")
+    parser.add_argument("--out", default=str(RESULTS),
+                        help="JSON results (default benchmarks/results/faults.json)")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
     wanted = lambda name: only is None or name in only  # noqa: E731
@@ -329,7 +343,8 @@ def main() -> int:
             reference = fingerprint(work / "reference")
             print(f"reference run: {ref_seconds:.1f} s", flush=True)
             if wanted("sigkill"):
-                rows += scenario_sigkill(bench, work, args.kills, reference, ref_seconds, rng)
+                rows += scenario_sigkill(bench, work, args.kills, reference, ref_seconds, rng,
+                                         args.strategies.split(","))
             if wanted("sigterm"):
                 rows += scenario_sigterm(bench, work, reference)
             if wanted("damage"):
@@ -357,13 +372,14 @@ def main() -> int:
         print(f"| {key} | {entry['trials']} | {shown} |")
     failed = [r for r in rows if r["ok"] is False]
     print(f"\n{len(rows)} trials, {len(failed)} failed, {time.monotonic() - started:.0f} s")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     summary = {"machine": platform.platform(), "python": platform.python_version(),
                "command": " ".join(sys.argv),
                "max_iters": MAX_ITERS, "table": table, "rows": rows,
                "seconds": round(time.monotonic() - started, 1)}
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"results: {RESULTS}")
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"results: {out}")
     return 1 if failed else 0
 
 
