@@ -6,9 +6,9 @@ Scenarios (each on a tiny built-in benchmark, ``model.arch=tiny``):
   step (a random delay after a random iteration's log record), the moment a checkpoint write starts (its
   temporary file appears), during an evaluation, and during the final selection (``final.pt``'s
   temporary file); ``random`` (a uniformly random time) is available with ``--strategies``. Each run is
-  then resumed by rerunning the same command and its ``final.pt`` compared bit for bit (every tensor and value but the config's run name and the
-  log's timings) and its logged losses with an uninterrupted run. The moment is classified from the run
-  folder as the kill left it.
+  then resumed by rerunning the same command and its ``final.pt`` compared bit for bit (every tensor and
+  value but the config's run name and the log's timings) and its logged losses with an uninterrupted
+  run. The moment is classified from the run folder as the kill left it.
 * ``sigterm``: SIGTERM mid-run: exit 143, a checkpoint at the current iteration, "stopped by SIGTERM",
   bit-identical after resuming.
 * ``truncated`` / ``bitflip`` / ``empty``: the newest ``iter_*.pt`` of a killed run damaged; the resume
