@@ -298,12 +298,14 @@ def scenario_fuzz(work: Path, cases: int) -> list:
     report = fuzz(work / "fuzz", cases=cases, seed=12345)
     seconds = time.perf_counter() - started
     print(f"  fuzz: {report.cases} cases in {seconds:.0f} s: {report.errors} DadaError, {report.decoded} "
-          f"well-formed items, {len(report.findings)} findings; slowest case {report.slowest * 1000:.0f} ms",
+          f"well-formed items, {len(report.findings)} findings; slowest case {report.slowest * 1000:.0f} ms "
+          f"({report.slowest_case})",
           flush=True)
     return [{"scenario": "fuzz", "ok": not report.findings, "cases": report.cases,
              "dada_errors": report.errors, "decoded": report.decoded, "findings": report.findings[:20],
              "seconds": round(seconds, 1),
-             "slowest_ms": round(report.slowest * 1000, 1), "per_target": report.per_target}]
+             "slowest_ms": round(report.slowest * 1000, 1), "slowest_case": report.slowest_case,
+             "per_target": report.per_target}]
 
 
 def main() -> int:

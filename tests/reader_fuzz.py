@@ -44,6 +44,7 @@ class Report:
     decoded: int = 0  # a well-formed item
     findings: list = field(default_factory=list)
     slowest: float = 0.0
+    slowest_case: str = ""
     per_target: dict = field(default_factory=dict)
 
 
@@ -224,7 +225,8 @@ def run_case(target: Target, data: bytes, report: Report, case_id: str) -> None:
                                 "finding": f"{type(error).__name__}: {str(error)[:200]}"})
         outcome = "finding"
     seconds = time.perf_counter() - started
-    report.slowest = max(report.slowest, seconds)
+    if seconds > report.slowest:
+        report.slowest, report.slowest_case = seconds, f"{case_id} {target.name}"
     if seconds > 5.0:
         report.findings.append({"case": case_id, "target": target.name, "finding": f"slow: {seconds:.1f} s"})
     report.cases += 1
