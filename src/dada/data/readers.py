@@ -68,6 +68,7 @@ def read_label_pil(path: Path) -> np.ndarray:
 def read_cv2(path: Path, what: str, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     """Decode with OpenCV from bytes; a file OpenCV cannot decode raises DadaError, never ``None``."""
     data = _read_bytes(path, what)
+    _check_png_chunks(data, path, what)
     try:
         array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as error:
@@ -77,6 +78,22 @@ def read_cv2(path: Path, what: str, flags: int = cv2.IMREAD_UNCHANGED) -> np.nda
         raise DadaError(f"{what} file {path} could not be decoded by OpenCV: it is truncated or not an "
                         f"image; re-extract it from the dataset archive")
     return array
+
+
+def _check_png_chunks(data: bytes, path: Path, what: str) -> None:
+    """A PNG whose chunk lengths run past the end of the file is truncated or corrupt: refused before
+    OpenCV allocates the (up to 4 GB) buffer a damaged length asks for (found by byte-mutation fuzzing)."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return
+    at = 8
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        if at + 12 + length > len(data):
+            raise DadaError(f"{what} file {path} is not a readable PNG (a chunk runs past the end of the "
+                            f"file): it is truncated or corrupt; re-extract it from the dataset archive")
+        if data[at + 4:at + 8] == b"IEND":
+            return
+        at += 12 + length
 
 
 def anydepth_gray(array: np.ndarray) -> np.ndarray:
