@@ -236,11 +236,11 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------------- predict
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="segment and estimate depth on your own images")
-    p.add_argument("checkpoint",
-                   help="run folder, our checkpoint (.pt) or an official DADA state dict (.pth)")
-    p.add_argument("inputs", nargs="+", help="image files, folders or globs")
-    p.add_argument("--out", metavar="DIR", required=True, help="output folder for the PNGs")
+    p = sub.add_parser("predict", help="segment and estimate depth on your own images and videos")
+    p.add_argument("checkpoint", help="run folder, our checkpoint (.pt), an official DADA state dict (.pth) "
+                   "or an ONNX model written by `dada export`")
+    p.add_argument("inputs", nargs="+", help="image or video (mp4, avi, mkv) files, folders or globs")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder for the PNGs and videos")
     p.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty folder")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -248,6 +248,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    "data.val.size; 512,1024 for official state dicts)")
     p.add_argument("--preprocess", help="caffe, imagenet or lite (EfficientNet-Lite); default: the "
                    "checkpoint's")
+    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
+                   help="torch, or onnxruntime for a model written by `dada export` (auto: onnxruntime for "
+                   ".onnx files)")
+    p.add_argument("--depth", action="store_true",
+                   help="videos: the predicted depth map side by side with the overlay")
     p.set_defaults(func=_run_predict)
 
 
@@ -257,9 +262,53 @@ def _run_predict(args: argparse.Namespace) -> int:
     size = _parse_size(args.size)
     result = predict_checkpoint(args.checkpoint, args.inputs, args.out, batch_size=args.batch_size,
                                 device=args.device, size=size, preprocess=args.preprocess,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, backend=args.backend, depth_video=args.depth)
     print(f"{result['images']} images → {args.out}" + (f"; {len(result['skipped'])} skipped: "
           + ", ".join(s["path"] for s in result["skipped"]) if result["skipped"] else ""))
+    for video in result["videos"]:
+        bad = video["undecodable"]
+        print(f"{video['path']}: {video['frames']} frames → {video['output']} ({video['fps']:.1f} frames/s)"
+              + (f"; {len(bad)} undecodable frames skipped" if bad else ""))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- export
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a trained segmenter to ONNX (parity checked with onnxruntime)",
+                       description="Write one ONNX file: input 'image' (N×3×H×W, dynamic N, H, W), outputs "
+                       "'logits', 'inverse_depth' (models with a depth head) and optionally 'class_map'; the "
+                       "preprocessing, classes and palette in its metadata (see docs/deploy.md).")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
+                   help="run folder, our checkpoint (.pt) or an official DADA state dict (.pth)")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default onnx)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--class-map", action="store_true",
+                   help="also output the class map (logits upsampled to the input size, argmax)")
+    p.add_argument("--size", metavar="H,W", help="input size stated in the metadata and used for the parity "
+                   "check (default: the checkpoint's data.val.size; 512,1024 for official state dicts)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from dada.evaluation.export import export_onnx
+
+    size: object = "config"
+    if args.size:
+        size = [int(v) for v in _parse_floats(args.size, "--size", 2)]
+    result = export_onnx(args.checkpoint, args.out, class_map=args.class_map, overwrite=args.overwrite,
+                         opset=args.opset, size=size)
+    parity = result["parity"]
+    shapes = ", ".join("×".join(map(str, shape)) for shape in parity["shapes"])
+    print(f"{result['path']}: outputs {', '.join(result['outputs'])}; opset {result['opset']}; "
+          f"{result['bytes'] / 2**20:.1f} MiB")
+    limits = parity["thresholds"]
+    print(f"parity with PyTorch (onnxruntime, inputs {shapes}): max relative logit error "
+          f"{parity['max_relative_error']:.2e} (≤ {limits['max_relative_error']:g}), argmax agreement "
+          f"{100 * parity['argmax_agreement']:.4f} % (≥ {100 * limits['argmax_agreement']:g} %)"
+          + (f", class map agreement {100 * parity['class_map_agreement']:.4f} %" if "class_map_agreement"
+             in parity else ""))
     return 0
 
 
@@ -309,7 +358,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- main
-COMMANDS = (_add_train, _add_eval, _add_predict, _add_compare, _add_demo, _add_doctor, _add_make_benchmark)
+COMMANDS = (_add_train, _add_eval, _add_predict, _add_export, _add_compare, _add_demo, _add_doctor,
+            _add_make_benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:
