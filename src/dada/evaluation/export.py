@@ -6,8 +6,8 @@ with a depth head only) and, with ``class_map=True``, ``class_map`` (N×H×W int
 bilinearly with ``align_corners=True`` to the input size, then argmax: the official evaluation protocol).
 
 The file's ``metadata_props`` say how to prepare an image and read the outputs (all values are strings,
-JSON where structured): ``preprocess`` (``caffe`` | ``imagenet`` | ``lite``), ``channel_order``, ``scale``, ``mean``,
-``std`` (``input = (pixel · scale − mean) / std`` per channel, in ``channel_order``), ``input_size``
+JSON where structured): ``preprocess`` (``caffe`` | ``imagenet`` | ``lite``), ``channel_order``, ``scale``,
+``mean``, ``std`` (``input = (pixel · scale − mean) / std`` per channel, in ``channel_order``), ``input_size``
 (H, W the model was evaluated at), ``letterbox``, ``resize``, ``class_names``, ``palette`` (RGB),
 ``ignore_index``, ``num_classes``, ``arch``, ``outputs`` and ``parity`` (the check below).
 
