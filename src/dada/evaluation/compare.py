@@ -5,7 +5,8 @@ itself. Runs of one set-up that differ only by their seed (same config hash with
 group, shown as mean ± std (sample std, ddof=1) over the seeds; NaN per-class IoUs (class absent) are
 left out of that class's mean. Outputs: ``comparison.json``, ``comparison.md`` (the paper's Table 1/2
 layout, plus Table 3's one-mIoU-per-setup and Table 4's source-fraction rows when they apply) and
-``comparison.png`` (per-class IoU bars with ± std error bars).
+``comparison.png`` (per-class IoU bars with ± std error bars) and ``report.html`` (all of it on one
+self-contained page, with each run's training curves and qualitative grid).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
     a list for several seeds): the negative transfer rate and the D-Gain are then computed here from the
     stored per-image results, instead of taken from each run's own evaluation."""
     from dada.evaluation.figures import iou_bar_chart
+    from dada.evaluation.report_html import write_compare_report
 
     if not paths:
         raise DadaError("give at least one evaluated run folder or results.json")
@@ -166,5 +168,9 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
                       summary={r["label"]: (r["miou"] if r["miou"] is not None else math.nan) for r in rows},
                       summary_errors={r["label"]: r["miou_std"] for r in rows})
         write_json(files["json"], nan_to_none(summary))
-        write_text(files["md"], markdown + f"\n![per-class IoU]({files['chart'].name})\n")
+        page_markdown = markdown + f"\n![per-class IoU]({files['chart'].name})\n"
+        write_text(files["md"], page_markdown)
+        runs = [(r["model"]["label"], Path(p) if Path(p).is_dir() else Path(p).parent, r)
+                for p, r in zip(paths, loaded, strict=True)]
+        files["html"] = write_compare_report(out, title, page_markdown, runs)
     return {"groups": rows, "markdown": markdown, "files": {k: str(v) for k, v in files.items()}}

@@ -6,6 +6,7 @@ snapshot table and its selection policy, the checkpoint, the config and its hash
 (``dada.__version__`` and the git commit when the code runs from a git checkout) and the figures' paths.
 ``results.md`` lays the numbers out as the paper's tables: Table 1 (16 classes: per-class IoU, mIoU,
 D-Gain, mIoU*), Table 2 (7 classes), Table 3 (one row per setup: mIoU) and Table 4 (source fractions).
+``report.html`` is the same with the figures embedded (:mod:`dada.evaluation.report_html`).
 """
 
 from __future__ import annotations
@@ -219,11 +220,16 @@ def results_markdown(results: Mapping) -> str:
 
 
 def write_results(out_dir: str | os.PathLike, results: Mapping) -> dict[str, Path]:
-    """Write ``results.json`` and ``results.md`` into ``out_dir``; returns their paths."""
+    """Write ``results.json``, ``results.md`` and ``report.html`` (the same tables with every figure of
+    ``results["figures"]`` embedded) into ``out_dir``; returns their paths."""
+    from dada.evaluation.report_html import write_eval_report
+
     out_dir = Path(out_dir)
     paths = {"json": out_dir / "results.json", "md": out_dir / "results.md"}
     write_json(paths["json"], nan_to_none(results))
-    write_text(paths["md"], results_markdown(results))
+    markdown = results_markdown(results)
+    write_text(paths["md"], markdown)
+    paths["html"] = write_eval_report(out_dir, results, markdown)
     return paths
 
 
