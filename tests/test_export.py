@@ -17,11 +17,7 @@ from dada.evaluation import export as export_module
 from dada.evaluation.export import OnnxSegmenter, export_onnx, preprocess_with_metadata, read_metadata
 from dada.evaluation.predict import predict_checkpoint
 from dada.models import build_segmenter
-
-try:  # the backbone registry (models/backbones); before it, the ResNet family's table
-    from dada.models.backbones import BACKBONES as REGISTRY
-except ImportError:
-    from dada.models.resnet import ARCHS as REGISTRY
+from dada.models.backbones import BACKBONES
 
 #: Archs exported in this suite: every registered backbone with at most this many parameters (the
 #: ResNet-50/101 and VGG-16 DeepLabs export the same way, only slower; benchmarks/bench_infer.py runs them).
@@ -33,7 +29,7 @@ def _parameters(arch: str) -> int:
         return sum(p.numel() for p in build_segmenter(arch=arch, num_classes=16).parameters())
 
 
-SMALL_ARCHS = sorted(a for a in REGISTRY if _parameters(a) <= SMALL_ARCH_PARAMETERS)
+SMALL_ARCHS = sorted(a for a in BACKBONES if _parameters(a) <= SMALL_ARCH_PARAMETERS)
 
 
 def save_checkpoint(path: Path, arch: str = "tiny", depth_head: bool = True, size=(48, 96),
