@@ -7,13 +7,14 @@ second and peak memory. The model is the full DADA segmenter (16 classes, depth 
 random weights (speed does not depend on their values), in eval mode under ``torch.inference_mode``.
 
 Each measurement runs in a fresh process, so that memory peaks and compile caches do not leak from one to
-the next: after a warm-up (which for ``torch.compile`` includes the compilation, reported separately)
-the median of ``--runs`` timed forward passes. Peak memory: on CPU the process's peak resident set from
-the first forward pass to the last (``VmHWM``, reset once the model and the input are loaded; for
-``torch.compile`` it includes the compiler's own memory) and its increase over the resident set at that
-reset; on CUDA ``torch.cuda.max_memory_allocated`` and its increase over the memory allocated before.
-onnxruntime runs the file ``dada export`` would write (dynamo exporter, dynamic axes), with as many
-intra-op threads as torch has (``OMP_NUM_THREADS``, default 1).
+the next: after a warm-up (which for ``torch.compile`` includes the compilation, reported separately) the
+median of ``--runs`` timed forward passes (wall time, and the process's CPU time, which on a shared machine
+is closer to what an idle one would take; the 1-minute load average is recorded). Peak memory: on CPU the
+process's peak resident set from the first forward pass to the last (``VmHWM``, reset once the model and the
+input are loaded; for ``torch.compile`` it includes the compiler's own memory) and its increase over the
+resident set at that reset; on CUDA ``torch.cuda.max_memory_allocated`` and its increase over the memory
+allocated before. onnxruntime runs the file ``dada export`` would write (dynamo exporter, dynamic axes),
+with as many intra-op threads as torch has (``OMP_NUM_THREADS``, default 1).
 
 Results are merged into ``benchmarks/results/bench_infer.json`` (one entry per cell, so several
 invocations build up the grid); the table of this invocation is printed. ``--table`` prints the whole
@@ -123,17 +124,22 @@ def run_cell(arch: str, height: int, width: int, batch: int, backend: str, devic
     if backend == "compile":
         forward()  # a second warm-up: the first call after compilation may still be slower
         sync()
-    times = []
+    times, cpu_times = [], []
+    load_before = os.getloadavg()[0]
     for _ in range(runs):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         forward()
         sync()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     seconds = statistics.median(times)
     row = {"arch": arch, "size": [height, width], "batch": batch, "backend": backend, "device": device_name,
            "threads": torch.get_num_threads(), "runs": runs, "seconds_per_batch": seconds,
            "ms_per_image": 1000 * seconds / batch, "images_per_s": batch / seconds,
-           "first_call_s": first}
+           "first_call_s": first,
+           # CPU time of this process per image: on a shared machine, closer to what an idle one would take
+           "cpu_ms_per_image": 1000 * statistics.median(cpu_times) / batch,
+           "load_average": [load_before, os.getloadavg()[0]]}
     if cuda:
         row["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         row["peak_memory_kind"] = "torch.cuda.max_memory_allocated"
@@ -182,20 +188,22 @@ def load_results() -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| arch | device | input (H×W) | batch | backend | ms / image | images / s | peak memory (MiB) "
-             "| +inference (MiB) | first call (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| arch | device | input (H×W) | batch | backend | ms / image | images / s | CPU ms / image "
+             "| peak memory (MiB) | +inference (MiB) | first call (s) | load average |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {name: k for k, name in enumerate(BACKENDS)}
     for row in sorted(rows, key=lambda r: (r["arch"], r["device"], r["size"], r["batch"],
                                            order.get(r["backend"], 9))):
         common = (f"| {row['arch']} | {row['device']} | {row['size'][0]}×{row['size'][1]} | {row['batch']} | "
                   f"{row['backend']} |")
         if "error" in row:
-            lines.append(common + f" {row['error']} | | | | |")
+            lines.append(common + f" {row['error']} | | | | | | |")
         else:
-            lines.append(common + f" {row['ms_per_image']:.1f} | {row['images_per_s']:.2f} | "
+            cpu = f"{row['cpu_ms_per_image']:.1f}" if "cpu_ms_per_image" in row else "-"
+            load = "–".join(f"{v:.1f}" for v in row["load_average"]) if "load_average" in row else "-"
+            lines.append(common + f" {row['ms_per_image']:.1f} | {row['images_per_s']:.3g} | {cpu} | "
                          f"{row['peak_memory_mib']:.0f} | {row['memory_increase_mib']:.0f} | "
-                         f"{row['first_call_s']:.1f} |")
+                         f"{row['first_call_s']:.1f} | {load} |")
     return "\n".join(lines)
 
 

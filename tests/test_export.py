@@ -19,23 +19,29 @@ from dada.evaluation.predict import predict_checkpoint
 from dada.models import build_segmenter
 from dada.models.backbones import BACKBONES
 
-#: Archs exported in this suite: every registered backbone with at most this many parameters (the
-#: ResNet-50/101 and VGG-16 DeepLabs export the same way, only slower; benchmarks/bench_infer.py runs them).
-SMALL_ARCH_PARAMETERS = 8_000_000
+
+def _families() -> dict[str, list[tuple[int, str]]]:
+    """Backbone family (the module of its class) → [(parameters, arch)] over the registry."""
+    families: dict[str, list[tuple[int, str]]] = {}
+    for arch in BACKBONES:
+        with torch.device("meta"):
+            net = build_segmenter(arch=arch, num_classes=16)
+        size = sum(p.numel() for p in net.parameters())
+        families.setdefault(type(net.backbone).__module__, []).append((size, arch))
+    return families
 
 
-def _parameters(arch: str) -> int:
-    with torch.device("meta"):
-        return sum(p.numel() for p in build_segmenter(arch=arch, num_classes=16).parameters())
-
-
-SMALL_ARCHS = sorted(a for a in BACKBONES if _parameters(a) <= SMALL_ARCH_PARAMETERS)
+#: Exported in this suite: the smallest arch of every backbone family in the registry (each family's
+#: members differ only in depth and width; ResNet-101 is measured by benchmarks/bench_infer.py).
+EXPORTED_ARCHS = sorted(min(members)[1] for members in _families().values())
 
 
 def save_checkpoint(path: Path, arch: str = "tiny", depth_head: bool = True, size=(48, 96),
-                    preprocess: str = "caffe", seed: int = 0) -> Path:
+                    preprocess: str | None = None, seed: int = 0) -> Path:
+    """One of our checkpoints; ``preprocess`` default: what the backbone's ImageNet weights expect."""
     torch.manual_seed(seed)
     net = build_segmenter(arch=arch, num_classes=16, depth_head=depth_head, feature_fusion=depth_head)
+    preprocess = preprocess or net.backbone.preprocess
     with torch.no_grad():  # spread the head's outputs so that the argmax is not decided by the biases alone
         for conv in net.layer6.conv2d_list:
             conv.weight.mul_(30)
@@ -46,11 +52,12 @@ def save_checkpoint(path: Path, arch: str = "tiny", depth_head: bool = True, siz
     return path
 
 
-def test_small_archs_are_found():
-    assert "tiny" in SMALL_ARCHS and "resnet101" not in SMALL_ARCHS
+def test_every_family_is_exported():
+    assert "tiny" in EXPORTED_ARCHS and "resnet101" not in EXPORTED_ARCHS
+    assert len(EXPORTED_ARCHS) == len(_families())
 
 
-@pytest.mark.parametrize("arch", SMALL_ARCHS)
+@pytest.mark.parametrize("arch", EXPORTED_ARCHS)
 def test_export_matches_pytorch_with_dynamic_axes(arch, tmp_path):
     checkpoint = save_checkpoint(tmp_path / f"{arch}.pt", arch=arch)
     result = export_onnx(checkpoint, tmp_path / "model.onnx", class_map=True)
@@ -107,7 +114,8 @@ def test_model_without_depth_head_has_logits_only(tmp_path):
 def test_cli_export_then_predict_with_onnxruntime(tmp_path, capsys):
     save_checkpoint(tmp_path / "run" / "checkpoints" / "final.pt")
     out = tmp_path / "deploy" / "model.onnx"
-    assert main(["export", str(tmp_path / "run"), "--format", "onnx", "--out", str(out)]) == 0
+    command = ["export", str(tmp_path / "run"), "--format", "onnx", "--out", str(out), "--size", "48,96"]
+    assert main(command) == 0
     printed = capsys.readouterr().out
     assert "parity with PyTorch" in printed and "max relative logit error" in printed and "argmax" in printed
     rng = np.random.default_rng(0)

@@ -285,7 +285,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class-map", action="store_true",
                    help="also output the class map (logits upsampled to the input size, argmax)")
     p.add_argument("--size", metavar="H,W", help="input size stated in the metadata and used for the parity "
-                   "check (default: the checkpoint's data.val.size; 512,1024 for official state dicts)")
+                   "check, or 'native' (default: the checkpoint's data.val.size; 512,1024 for official state "
+                   "dicts)")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_run_export)
@@ -294,11 +295,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from dada.evaluation.export import export_onnx
 
-    size: object = "config"
-    if args.size:
-        size = [int(v) for v in _parse_floats(args.size, "--size", 2)]
     result = export_onnx(args.checkpoint, args.out, class_map=args.class_map, overwrite=args.overwrite,
-                         opset=args.opset, size=size)
+                         opset=args.opset, size=_parse_size(args.size))
     parity = result["parity"]
     shapes = ", ".join("×".join(map(str, shape)) for shape in parity["shapes"])
     print(f"{result['path']}: outputs {', '.join(result['outputs'])}; opset {result['opset']}; "
