@@ -101,7 +101,8 @@ def workers_needed(results: list[dict], step_ms: float) -> dict:
     by_case = {r["case"]: r["ms_per_image"] for r in results}
     decode = by_case[CASES[0][0]] + by_case[CASES[2][0]]
     return {"step_ms": step_ms, "decode_ms_per_iteration": decode,
-            "workers_needed": math.ceil(decode / step_ms), "workers_with_margin": math.ceil(1.5 * decode / step_ms)}
+            "workers_needed": math.ceil(decode / step_ms),
+            "workers_with_margin": math.ceil(1.5 * decode / step_ms)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -181,8 +181,8 @@ def overheads_main(argv: list[str]) -> None:
         return
     rows = []
     for size in args.sizes.split(","):
-        command = [sys.executable, __file__, "--overheads", "--one", size, "--iters", str(args.iters), "--threads",
-                   str(args.threads), "--arch", args.arch]
+        command = [sys.executable, __file__, "--overheads", "--one", size, "--iters", str(args.iters),
+                   "--threads", str(args.threads), "--arch", args.arch]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
     import torch
@@ -197,8 +197,8 @@ def overheads_main(argv: list[str]) -> None:
               f"{100 * r['overhead_fit_vs_step']:+7.1f}% | {r['peak_rss_mib']:12.0f}")
     from dada.io import write_json
 
-    write_json(OVERHEADS, {"benchmark": "bench_train --overheads", "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                         "machine": platform.machine(), "rows": rows})
+    write_json(OVERHEADS, {"benchmark": "bench_train --overheads", "torch": torch.__version__,
+                           "cpu_count": os.cpu_count(), "machine": platform.machine(), "rows": rows})
     print(f"wrote {OVERHEADS}")
 
 
@@ -431,7 +431,8 @@ def matrix_main(argv: list[str]) -> None:
     for row in rows:
         label = size_label(row["sizes"])
         if "step_ms" not in row:
-            print(f"{row['arch']:<10} {label:<20} {row['setting']:<13} {row.get('skipped') or row.get('error')}")
+            reason = row.get("skipped") or row.get("error")
+            print(f"{row['arch']:<10} {label:<20} {row['setting']:<13} {reason}")
             continue
         fmt = lambda v, f: format(v, f) if v is not None else "-"  # noqa: E731
         print(f"{row['arch']:<10} {label:<20} {row['setting']:<13} {row['step_ms']:9.1f} "

@@ -74,7 +74,8 @@ def test_environment_and_world_size_checks(monkeypatch):
         distributed.setup(torch.device("cpu"))
     distributed.check_world_size(2, distributed.Dist(1, 2), "run r")
     distributed.check_world_size(None, distributed.SINGLE, "run r")  # checkpoints from before: 1 process
-    with pytest.raises(DadaError, match=r"run r was trained with 2 process\(es\) but this run has 1.*--nproc 2"):
+    with pytest.raises(DadaError,
+                       match=r"run r was trained with 2 process\(es\) but this run has 1.*--nproc 2"):
         distributed.check_world_size(2, distributed.SINGLE, "run r")
     with pytest.raises(DadaError, match="sync_bn"):
         distributed.convert_sync_batchnorm(torch.nn.BatchNorm2d(3), torch.device("cpu"))
@@ -180,7 +181,9 @@ def test_two_process_run_killed_and_resumed_ends_bit_identical(two_ranks):
     for name, state in reference["method"]["optimizers"].items():
         for index, buffers in state["state"].items():
             for key, value in buffers.items():
-                assert torch.equal(value, resumed["method"]["optimizers"][name]["state"][index][key]), (name, key)
-    lines = lambda run: [json.loads(x)["loss"] for x in (runs / run / "metrics.jsonl").read_text().splitlines()  # noqa: E731
+                expected = resumed["method"]["optimizers"][name]["state"][index][key]
+                assert torch.equal(value, expected), (name, key)
+    lines = lambda run: [json.loads(x)["loss"]  # noqa: E731
+                         for x in (runs / run / "metrics.jsonl").read_text().splitlines()
                          if '"train"' in x]
     assert lines("killed") == lines("reference") and len(lines("reference")) == 3

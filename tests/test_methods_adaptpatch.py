@@ -60,7 +60,8 @@ class LabelsOnly(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         generator = torch.Generator().manual_seed(index)
-        label = torch.randint(0, self.num_classes, (1, self.size[0] // 8, self.size[1] // 8), generator=generator)
+        label = torch.randint(0, self.num_classes, (1, self.size[0] // 8, self.size[1] // 8),
+                              generator=generator)
         return {"label": F.interpolate(label[None].float(), size=self.size, mode="nearest")[0, 0].long()}
 
 
@@ -105,7 +106,8 @@ def test_adaptpatch_two_iterations_match_the_paper(tmp_path):
                   "label": LabelsOnly()[iteration]["label"].expand(2, 32, 64).clone()}
         target = {"image": torch.randn(2, 3, 32, 64, generator=generator) * 40}
         ref_model, ref_h = copy.deepcopy(model), copy.deepcopy(method.classifier)
-        ref_dp, ref_do = copy.deepcopy(method.discriminators["patch"]), copy.deepcopy(method.discriminators["softmax"])
+        ref_dp = copy.deepcopy(method.discriminators["patch"])
+        ref_do = copy.deepcopy(method.discriminators["softmax"])
 
         def up(x):
             return F.interpolate(x, size=(32, 64), mode="bilinear", align_corners=True)
@@ -119,7 +121,8 @@ def test_adaptpatch_two_iterations_match_the_paper(tmp_path):
                 for c in range(4):
                     patch = source["label"][n, 16 * r:16 * r + 16, 16 * c:16 * c + 16]
                     cells = [patch[8 * i:8 * i + 8, 8 * j:8 * j + 8] for i in range(2) for j in range(2)]
-                    vector = torch.cat([torch.bincount(cell.flatten(), minlength=5).float() / 64 for cell in cells])
+                    vector = torch.cat([torch.bincount(cell.flatten(), minlength=5).float() / 64
+                                        for cell in cells])
                     modes[n, r, c] = ((centres - vector) ** 2).sum(1).argmin()
         bce = F.binary_cross_entropy_with_logits
         d_p, d_o = ref_dp(f_t.softmax(1)), ref_do(seg_t.softmax(1))

@@ -43,7 +43,8 @@ def test_discrepancies_values():
     a, b = torch.tensor([1.0, 2.0]), torch.tensor([3.0])
     assert weight_discrepancy([a, b], [a, b]).item() == pytest.approx(2.0)
     assert weight_discrepancy([a, b], [-a, -b]).item() == pytest.approx(0.0, abs=1e-6)
-    assert weight_discrepancy([torch.tensor([1.0, 0.0])], [torch.tensor([0.0, 1.0])]).item() == pytest.approx(1.0)
+    value = weight_discrepancy([torch.tensor([1.0, 0.0])], [torch.tensor([0.0, 1.0])]).item()
+    assert value == pytest.approx(1.0)
 
 
 def test_adaptive_bce_and_schedule_values():
@@ -58,7 +59,8 @@ def test_adaptive_bce_and_schedule_values():
 
 def _aspp(features, params, rates):
     """An ASPP classifier from explicit (weight, bias) pairs: the sum of the dilated convs."""
-    return sum(F.conv2d(features, w, b, padding=r, dilation=r) for (w, b), r in zip(params, rates))
+    return sum(F.conv2d(features, w, b, padding=r, dilation=r)
+               for (w, b), r in zip(params, rates, strict=True))
 
 
 def _official_objective(model, discriminator, w1, w2, rates, source, target, iteration, cfg):
@@ -110,7 +112,7 @@ def test_clan_two_iterations_match_the_official_step():
               for c in second]
         w1 = [((s.weight - c.weight).detach().clone().requires_grad_(),
                (s.bias - c.bias).detach().clone().requires_grad_())
-              for s, c in zip(model.layer6.conv2d_list, second)]
+              for s, c in zip(model.layer6.conv2d_list, second, strict=True)]
         reference_model = copy.deepcopy(model)
         reference_d = copy.deepcopy(method.discriminators["softmax"])
         objective, expected = _official_objective(reference_model, reference_d, w1, w2, rates, source, target,
@@ -125,8 +127,9 @@ def test_clan_two_iterations_match_the_official_step():
         lr = 10 * cfg.train.lr * factor
         if iteration == 2:
             buffers = {}
-        for index, (sum_conv, conv) in enumerate(zip(model.layer6.conv2d_list, second)):
-            for kind, (p1, p2) in zip(("weight", "bias"), zip(w1[index], w2[index])):
+        for index, (sum_conv, conv) in enumerate(zip(model.layer6.conv2d_list, second, strict=True)):
+            pairs = zip(w1[index], w2[index], strict=True)
+            for kind, (p1, p2) in zip(("weight", "bias"), pairs, strict=True):
                 for tag, ref in (("w1", p1), ("w2", p2)):
                     step = ref.grad + cfg.train.weight_decay * ref.detach()
                     key = (index, kind, tag)

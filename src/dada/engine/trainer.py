@@ -92,8 +92,8 @@ class Trainer:
             self.pretrained = load_pretrained(self.model, pretrained, cfg.model.pretrained_kind)
         if cfg.model.sync_bn and self.dist.enabled:
             if cfg.model.bn_mode != "train":
-                raise DadaError("model.sync_bn=true needs model.bn_mode=train (frozen BN has no statistics to "
-                                "synchronise)")
+                raise DadaError("model.sync_bn=true needs model.bn_mode=train (frozen BN has no statistics "
+                                "to synchronise)")
             self.model = distributed.convert_sync_batchnorm(self.model, self.device)
         self.model.to(self.device).train()
         try:
@@ -147,7 +147,8 @@ class Trainer:
         """The checkpoint payload. With several ranks, ``gather`` (a collective: every rank calls it)
         collects each rank's random state for resuming; ``gather=False`` is rank 0's alone."""
         rng = distributed.all_gather_object(ckpt.rng_state(), self.dist) if gather else [ckpt.rng_state()]
-        state = {"iteration": self.iteration, "config": to_dict(self.cfg), "model_spec": dict(self.model_spec),
+        state = {"iteration": self.iteration, "config": to_dict(self.cfg),
+                 "model_spec": dict(self.model_spec),
                  "model": self.model.state_dict(), "method": self.method.state_dict(),
                  "rng": rng[0], "data": dict(self.consumed), "selection": dict(self.selection),
                  "world_size": self.dist.world_size,
@@ -172,7 +173,8 @@ class Trainer:
         self.selection = dict(checkpoint["selection"])
         self.log_state = dict(checkpoint.get("log") or {})
         self.accelerator.load_state_dict(checkpoint.get("accelerator"))
-        ckpt.set_rng_state(checkpoint["rng_ranks"][self.dist.rank] if self.dist.enabled else checkpoint["rng"])
+        ckpt.set_rng_state(checkpoint["rng_ranks"][self.dist.rank] if self.dist.enabled
+                           else checkpoint["rng"])
 
     # --------------------------------------------------------------------------------------- the run
     def fit(self, run_dir: str | os.PathLike | None = None, *, datasets: dict | None = None) -> Path:
@@ -234,7 +236,8 @@ class Trainer:
                 self.method.keep_outputs = logger.wants_images(self.iteration)
                 step_losses = self.train_step(source_batch, target_batch)
                 self.consumed["source"] += cfg.data.source.batch_size * world  # items read by all ranks
-                self.consumed["target"] += cfg.data.target.batch_size * world if self.method.needs_target else 0
+                self.consumed["target"] += (cfg.data.target.batch_size * world
+                                            if self.method.needs_target else 0)
                 seconds = time.perf_counter() - started
                 logger.step(self.iteration - 1, step_losses, self.learning_rates(), seconds)
                 if self.method.keep_outputs:

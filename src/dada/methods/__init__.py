@@ -31,5 +31,5 @@ METHODS: dict[str, type[Method]] = {
     "oracle": SourceOnly,  # trained on the target's labels (the oracle preset)
 }
 
-__all__ = ["CLAN", "DISCRIMINATOR_INPUTS", "METHODS", "SPIGAN", "AdaptPatch", "Adversarial", "Method", "MinEnt",
-           "SourceOnly", "discriminator_input", "forward_upsampled", "poly_lr"]
+__all__ = ["CLAN", "DISCRIMINATOR_INPUTS", "METHODS", "SPIGAN", "AdaptPatch", "Adversarial", "Method",
+           "MinEnt", "SourceOnly", "discriminator_input", "forward_upsampled", "poly_lr"]

@@ -197,8 +197,9 @@ class AdaptPatch(Method):
                                                             ndf=method.ndf).to(device)
         self.extra_modules["discriminators"] = self.discriminators
         params = list(self.classifier.parameters())
-        self.optimizers["segmenter"].add_param_group({"params": params, "lr": 10.0 * train.lr, "lr_mult": 10.0,
-                                                      "name": "patch_classifier", "repeats": [1] * len(params)})
+        self.optimizers["segmenter"].add_param_group({"params": params, "lr": 10.0 * train.lr,
+                                                      "lr_mult": 10.0, "name": "patch_classifier",
+                                                      "repeats": [1] * len(params)})
         self.optimizers["discriminator"] = torch.optim.Adam(self.discriminators.parameters(), lr=train.lr_d,
                                                             betas=tuple(train.betas_d))
         self.base_lrs["discriminator"] = train.lr_d

@@ -169,7 +169,8 @@ class CLAN(Method):
         return upsample(total - second, size), upsample(second, size)
 
     def _d_logits(self, pred1: torch.Tensor, pred2: torch.Tensor) -> torch.Tensor:
-        """D on softmax(pred1 + pred2), upsampled to the input size (official ``interp_target(model_D(...))``)."""
+        """D on softmax(pred1 + pred2), upsampled to the input size (official
+        ``interp_target(model_D(...))``)."""
         d_out = self.discriminators["softmax"](torch.softmax(pred1 + pred2, dim=1))
         return upsample(d_out, pred1.shape[-2:])
 
@@ -199,8 +200,8 @@ class CLAN(Method):
         # the weight discrepancy between the two classifiers (W1 = S − W2)
         sum_params = list(self.model.layer6.parameters())
         second_params = list(self.extra_modules["classifier2"].parameters())
-        loss["weight_discrepancy"] = weight_discrepancy([s - w2 for s, w2 in zip(sum_params, second_params)],
-                                                        second_params)
+        first_params = [s - w2 for s, w2 in zip(sum_params, second_params, strict=True)]
+        loss["weight_discrepancy"] = weight_discrepancy(first_params, second_params)
         (loss["weight_discrepancy"] * method.clan_lambda_weight * damping * 2.0).backward()
 
         # discriminator on detached predictions: source plain BCE, target adaptive

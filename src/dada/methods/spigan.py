@@ -79,14 +79,17 @@ def to_network_space(rgb: torch.Tensor, preprocess: str) -> torch.Tensor:
 
 def gan_generator_loss(fake_logits: torch.Tensor, real_label: float) -> torch.Tensor:
     """G's side of L_GAN (non-saturating): BCE(D(G(x_s)), real)."""
-    return F.binary_cross_entropy_with_logits(fake_logits.float(), torch.full_like(fake_logits.float(), real_label))
+    return F.binary_cross_entropy_with_logits(fake_logits.float(),
+                                              torch.full_like(fake_logits.float(), real_label))
 
 
 def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float,
                            fake_label: float) -> torch.Tensor:
     """D's side of L_GAN: BCE(D(x_t), real) + BCE(D(G(x_s)), fake)."""
-    real = F.binary_cross_entropy_with_logits(real_logits.float(), torch.full_like(real_logits.float(), real_label))
-    fake = F.binary_cross_entropy_with_logits(fake_logits.float(), torch.full_like(fake_logits.float(), fake_label))
+    real = F.binary_cross_entropy_with_logits(real_logits.float(),
+                                              torch.full_like(real_logits.float(), real_label))
+    fake = F.binary_cross_entropy_with_logits(fake_logits.float(),
+                                              torch.full_like(fake_logits.float(), fake_label))
     return real + fake
 
 
@@ -115,13 +118,15 @@ class Generator(nn.Module):
 
     def __init__(self, ngf: int = 64, blocks: int = 9):
         super().__init__()
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU()]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), nn.InstanceNorm2d(ngf),
+                                   nn.ReLU()]
         for mult in (1, 2):
             layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
                        nn.InstanceNorm2d(ngf * mult * 2), nn.ReLU()]
         layers += [ResnetBlock(ngf * 4) for _ in range(blocks)]
         for mult in (4, 2):
-            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
+            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
+                                          output_padding=1),
                        nn.InstanceNorm2d(ngf * mult // 2), nn.ReLU()]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
         self.layers = nn.Sequential(*layers)
@@ -231,7 +236,8 @@ class SPIGAN(Method):
     def generate(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """G on a preprocessed batch: (the generated image in [−1, 1] RGB, the same preprocessed as the
         data, what T and P see)."""
-        fake_unit = self.extra_modules["generator"](to_network_space(to_rgb255(image, self.preprocess), "unit"))
+        fake_unit = self.extra_modules["generator"](
+            to_network_space(to_rgb255(image, self.preprocess), "unit"))
         return fake_unit, from_rgb255((fake_unit + 1.0) * 127.5, self.preprocess)
 
     def _phi(self, rgb255: torch.Tensor) -> torch.Tensor:
@@ -253,8 +259,10 @@ class SPIGAN(Method):
         loss["gan_g"] = gan_generator_loss(discriminator(fake_unit), real_label)
         loss["seg_src"] = losses.seg_ce(seg_src, source["label"])
         loss["seg_fake"] = losses.seg_ce(seg_fake, source["label"])
-        loss["perceptual"] = l1(self._phi((fake_unit + 1.0) * 127.5), self._phi(to_rgb255(image_src, self.preprocess)))
-        objective = (method.spigan_alpha * loss["gan_g"] + method.spigan_beta * (loss["seg_src"] + loss["seg_fake"])
+        loss["perceptual"] = l1(self._phi((fake_unit + 1.0) * 127.5),
+                                self._phi(to_rgb255(image_src, self.preprocess)))
+        objective = (method.spigan_alpha * loss["gan_g"]
+                     + method.spigan_beta * (loss["seg_src"] + loss["seg_fake"])
                      + method.spigan_delta * loss["perceptual"])
         if method.privileged:
             privileged = self.extra_modules["privileged"]
