@@ -135,8 +135,10 @@ class MethodConfig:
     clan_epsilon: float = 0.4
     clan_preheat: float = 0.05
     clan_focal_gamma: float = 2.0
-    # AdaptPatch (Tsai et al. ICCV 2019 §4): K modes, λ_d, λ_adv in the patch space; patch side, 2×2
-    # sub-histogram grid; how many source images / patches the K-means sees (0 = all)
+    # AdaptPatch (Tsai et al. ICCV 2019): K modes, λ_d, λ_adv in the patch space; patch side, 2×2
+    # sub-histogram grid; how many source images / patches the K-means sees (0 = all). K, λ_d, λ_adv and
+    # the grid are NOT verified against the paper (its stored copies are readable only up to §1; see
+    # docs/methods.md); patch_size and the K-means sample sizes are ours
     patch_modes: int = 50
     lambda_patch_cls: float = 0.01
     lambda_patch_adv: float = 0.0005
@@ -144,8 +146,10 @@ class MethodConfig:
     patch_grid: int = 2
     patch_kmeans_images: int = 0
     patch_kmeans_points: int = 200000
-    # SPIGAN (Lee et al. ICLR 2019 §4): α (GAN), β (task), γ (privileged), δ (perceptual); privileged=false
-    # is SPIGAN-no-PI; CycleGAN's generator/PatchGAN sizes and Adam 2e-4 (0.5, 0.999)
+    # SPIGAN (Lee et al. ICLR 2019): α (GAN), β (task), γ (privileged), δ (perceptual); privileged=false
+    # is SPIGAN-no-PI. α..δ are NOT verified against the paper (its stored copies are readable only up to
+    # §1); they equal the defaults of an independent reimplementation (jlim13/spigan). CycleGAN's
+    # generator/PatchGAN sizes and Adam 2e-4 (0.5, 0.999): our choices (see docs/methods.md)
     spigan_alpha: float = 1.0
     spigan_beta: float = 0.5
     spigan_gamma: float = 0.1

