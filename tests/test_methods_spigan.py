@@ -65,7 +65,7 @@ def test_spigan_two_iterations_match_the_paper(preset):
     assert isinstance(method, SPIGAN)
     privileged = cfg.method.privileged
     assert ("privileged" in method.extra_modules) == privileged
-    alpha, beta, gamma, delta = 1.0, 0.5, 0.1, 0.33  # the preset's weights (not verified against the paper's text)
+    alpha, beta, gamma, delta = 1.0, 0.5, 0.1, 0.33  # the preset's weights (unverified vs the paper)
     assert (cfg.method.spigan_alpha, cfg.method.spigan_beta, cfg.method.spigan_gamma,
             cfg.method.spigan_delta) == (alpha, beta, gamma, delta)
     generator = torch.Generator().manual_seed(1)
