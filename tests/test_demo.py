@@ -1,5 +1,7 @@
 """`dada demo --quick` end to end: benchmark, three trainings, evaluations, the comparison table."""
 
+import json
+
 import cv2
 import pytest
 
@@ -20,6 +22,8 @@ def test_quick_demo_end_to_end(tmp_path, cache, capsys):
     for label in ("S1", "S2", "S7"):
         assert f"training {label}" in printed
     assert "mIoU" in printed and "NT rate" in printed
+    assert "Training health" in printed and "| S7 | d_depth_aware_src |" in printed
+    assert "| S7 | depth AbsRel (source val) | " in printed
     for run in ("seed0/S1_s1", "seed0/S2_s2", "seed0/S7_s7"):
         assert (out / run / "checkpoints" / "final.pt").is_file()
         assert (out / run / "results.json").is_file()
@@ -32,6 +36,17 @@ def test_quick_demo_end_to_end(tmp_path, cache, capsys):
     # a second run reuses the finished trainings
     run_demo(out, quick=True)
     assert "training S1" in capsys.readouterr().out
+
+
+def test_training_health_reads_the_last_half_and_skips_a_partial_line(tmp_path):
+    from dada.demo import training_health
+
+    lines = [json.dumps({"kind": "train", "iteration": i, "loss": {"seg_src": 1.0, "d_x_src": float(i)}})
+             for i in range(10)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"kind": "tra')
+    (tmp_path / "results.json").write_text(json.dumps({"depth_quality": {"abs_rel": 0.2}}))
+    health = training_health(tmp_path)
+    assert health == {"d_x_src": 7.0, "depth_abs_rel": 0.2}  # iterations 5..9 of 0..9
 
 
 def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path, cache):

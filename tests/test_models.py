@@ -124,6 +124,23 @@ def test_fusion_multiplies_backbone_features_by_decoded_encoding():
     torch.testing.assert_close(out.depth, enc.mean(dim=1, keepdim=True))
 
 
+def test_depth_scale_starts_the_depth_at_the_scale_and_keeps_the_official_output_by_default():
+    torch.manual_seed(0)
+    official = build_segmenter("tiny", num_classes=3).eval()
+    torch.manual_seed(0)
+    scaled = build_segmenter("tiny", num_classes=3, depth_scale=74.0).eval()
+    assert official.spec["depth_scale"] is None and scaled.spec["depth_scale"] == 74.0
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        raw, out = official(x), scaled(x)
+    torch.testing.assert_close(out.depth, 74.0 * (1.0 + raw.depth))
+    torch.testing.assert_close(out.seg, raw.seg)  # the classifier path does not change
+    assert abs(out.depth.mean().item() - 74.0) < 74.0 * 0.05  # starts near the scale, not near 0
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="depth_scale"):
+            build_segmenter("tiny", num_classes=3, depth_scale=bad)
+
+
 @pytest.mark.parametrize("arch", sorted(BACKBONES))
 def test_every_arch_builds_with_expected_width(arch):
     with torch.device("meta"):

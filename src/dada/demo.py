@@ -5,7 +5,9 @@
    schedule, same data order;
 3. evaluate each on the target validation images; S2 and S7 against S1 (negative transfer rate), S7
    against S2 (D-Gain);
-4. print one table (mIoU, per-class IoU, negative transfer, D-Gain) and the paths of the figures.
+4. print one table (mIoU, per-class IoU, negative transfer, D-Gain), a training-health table (the
+   discriminators' losses over the last half of training against chance, ln 2, and the depth branch's
+   AbsRel on the source validation images) and the paths of the figures.
 
 Everything lands in one output folder; rerunning the same command reuses finished runs and resumes
 unfinished ones (``--overwrite`` starts afresh).
@@ -13,8 +15,11 @@ unfinished ones (``--overwrite`` starts afresh).
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
+import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +62,57 @@ def _prepare_benchmark(cfg) -> None:
 
         folder = ensure_benchmark(progress=progress, **params)
     _say(f"benchmark: {folder} (preview: {folder / 'preview.png'})")
+
+
+def training_health(run_dir: Path) -> dict[str, float | None]:
+    """What says whether a run adapted at all: the mean of each discriminator and fooling loss over the
+    last half of its iterations (``metrics.jsonl``; chance is ln 2 = 0.693) and the depth AbsRel on the
+    source validation images (``results.json``; None without a depth head)."""
+    records = []
+    metrics = Path(run_dir) / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a partial last line of an interrupted run
+                continue
+            if record.get("kind") == "train":
+                records.append(record)
+    health: dict[str, float | None] = {}
+    if records:
+        half = records[-1]["iteration"] / 2
+        late = [r["loss"] for r in records if r["iteration"] >= half]
+        for name in sorted({k for loss in late for k in loss if k.startswith(("d_", "adv_"))}):
+            health[name] = statistics.fmean(loss[name] for loss in late if name in loss)
+    results = Path(run_dir) / "results.json"
+    quality = None
+    if results.is_file():
+        quality = json.loads(results.read_text(encoding="utf-8")).get("depth_quality")
+    health["depth_abs_rel"] = quality.get("abs_rel") if quality else None
+    return health
+
+
+def health_table(runs: dict[str, list[Path]]) -> str:
+    """Markdown: per set-up, the last-half discriminator losses and the source depth AbsRel, mean ± std
+    over seeds."""
+    def cell(values: list[float]) -> str:
+        values = [v for v in values if v is not None and math.isfinite(v)]
+        if not values:
+            return "-"
+        if len(values) == 1:
+            return f"{values[0]:.3f}"
+        return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+    rows = []
+    for label, run_dirs in runs.items():
+        healths = [training_health(run) for run in run_dirs]
+        for name in sorted({k for h in healths for k in h if k != "depth_abs_rel"}):
+            rows.append(f"| {label} | {name} | {cell([h.get(name) for h in healths])} |")
+        rows.append(f"| {label} | depth AbsRel (source val) | "
+                    f"{cell([h.get('depth_abs_rel') for h in healths])} |")
+    return "\n".join(["", "Training health: adversarial losses over the last half of training (chance: "
+                       f"ln 2 = {math.log(2):.3f}) and the depth branch on the source validation images",
+                       "", "| set-up | quantity | value |", "|---|---|---|", *rows, ""])
 
 
 def run_demo(out_dir: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds: int | Sequence[int] = 1,
@@ -115,6 +171,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, quick: bool = False, s
     minutes = (time.perf_counter() - started) / 60
     print()
     print(comparison["markdown"])
+    print(health_table({label: runs[label] for label, _ in SETUPS}))
     print(f"Demo finished in {minutes:.1f} min. Files:")
     for kind, path in comparison["files"].items():
         print(f"  {kind:6s} {path}")

@@ -13,6 +13,14 @@ Two independent switches (the ablations S1–S7 need every combination):
 * ``feature_fusion``: ``dec4`` decodes the encoding back to the backbone width and the classifier sees
   ``f ⊙ ReLU(dec4(enc))`` instead of ``f``.
 
+``depth_scale`` (not in the official code, default None = official): the depth output becomes
+``depth_scale · (1 + mean over channels)``, a fixed reparametrisation that makes the branch start at
+``depth_scale`` (set it to the source's mean inverse depth) and learn relative deviations from it. The
+output stays in the data's inverse-depth units, so the losses, the DADA map and the evaluation are
+unchanged. The official output starts near 0 against a target of mean ~74 (SYNTHIA's 65536/(cm+1)) and
+moves ~0.01 in 1,200 iterations at λ_dep = 1e-3 (``docs/results-benchmark.md``); the paper's 90k iterations
+may get there, a short schedule cannot.
+
 ``feature_fusion`` without ``depth_head`` keeps the encoder-decoder as a residual attention block whose
 depth is neither returned nor supervised (``out.depth is None``). Presets: S1/S2 (source only, AdvEnt) use
 neither; S3 (AdvEnt + feature fusion, with depth supervision) uses both; S4 (depth adaptation only) uses
@@ -49,11 +57,14 @@ class Segmenter(nn.Module):
 
     def __init__(self, arch: str = "resnet101", num_classes: int = 16, depth_head: bool = True,
                  feature_fusion: bool = True, bn_mode: str = "train", depth_widths: str = "official",
-                 output_stride: int = 8):
+                 output_stride: int = 8, depth_scale: float | None = None):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if depth_scale is not None and not (depth_scale > 0 and depth_scale < float("inf")):
+            raise ValueError(f"depth_scale must be a positive number or None, got {depth_scale}")
         self.arch, self.num_classes, self.depth_widths = arch, num_classes, depth_widths
+        self.depth_scale = None if depth_scale is None else float(depth_scale)
         self.depth_head, self.feature_fusion = bool(depth_head), bool(feature_fusion)
         self.backbone = build_backbone(arch, bn_mode=bn_mode, output_stride=output_stride)
         channels = self.backbone.out_channels
@@ -91,6 +102,8 @@ class Segmenter(nn.Module):
             encoding = self.enc4_3(F.relu(self.enc4_2(F.relu(self.enc4_1(features)))))
             if self.depth_head:
                 depth = encoding.mean(dim=1, keepdim=True)  # no activation: may be negative (official)
+                if self.depth_scale is not None:
+                    depth = self.depth_scale * (1.0 + depth)
             if self.feature_fusion:
                 features = features * F.relu(self.dec4(encoding))
         return SegmenterOutput(self.layer6(features), depth)
@@ -119,16 +132,18 @@ def spec_keys() -> tuple[str, ...]:
 
 def build_segmenter(arch: str = "resnet101", num_classes: int = 16, depth_head: bool = True,
                     feature_fusion: bool = True, bn_mode: str = "train", depth_widths: str = "official",
-                    output_stride: int = 8) -> Segmenter:
+                    output_stride: int = 8, depth_scale: float | None = None) -> Segmenter:
     """Build the DADA segmenter (DeepLab-v2 when both switches are off).
 
     ``arch`` ∈ :data:`~dada.models.backbones.BACKBONES`; ``bn_mode`` ∈ {"train", "frozen"};
     ``depth_widths`` ∈ {"official", "paper"}; ``output_stride`` 8 (DeepLab-v2) or 16 where the backbone
-    supports it. Weights follow the official init (§1.4); load ImageNet or released weights afterwards.
+    supports it; ``depth_scale`` None (official) or the source's mean inverse depth (see the module
+    docstring). Weights follow the official init (§1.4); load ImageNet or released weights afterwards.
     """
     if arch not in BACKBONES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(BACKBONES)}")
-    return Segmenter(arch, num_classes, depth_head, feature_fusion, bn_mode, depth_widths, output_stride)
+    return Segmenter(arch, num_classes, depth_head, feature_fusion, bn_mode, depth_widths, output_stride,
+                     depth_scale)
 
 
 def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
