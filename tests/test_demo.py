@@ -30,7 +30,7 @@ def test_quick_demo_end_to_end(tmp_path, cache, capsys):
     chart = cv2.imread(str(out / "comparison" / "comparison.png"))
     assert chart is not None and chart.std() > 0
     table = (out / "comparison" / "comparison.md").read_text()
-    assert "D-Gain" in table and table.count("benchmark_s") >= 3
+    assert "D-Gain" in table and table.count("benchmark_lite0_s") >= 3
     assert any(cache.iterdir())  # the benchmark went to the configured cache, not the home folder
 
     # a second run reuses the finished trainings
