@@ -17,9 +17,9 @@ Two independent switches (the ablations S1–S7 need every combination):
 ``depth_scale · (1 + mean over channels)``, a fixed reparametrisation that makes the branch start at
 ``depth_scale`` (set it to the source's mean inverse depth) and learn relative deviations from it. The
 output stays in the data's inverse-depth units, so the losses, the DADA map and the evaluation are
-unchanged. The official output starts near 0 against a target of mean ~74 (SYNTHIA's 65536/(cm+1)) and
-moves ~0.01 in 1,200 iterations at λ_dep = 1e-3 (``docs/results-benchmark.md``); the paper's 90k iterations
-may get there, a short schedule cannot.
+unchanged. The official output starts near 0 against a target of mean ~70 on the built-in benchmark
+(SYNTHIA's 65536/(cm+1)); at λ_dep = 1e-3 the branch does not learn in a short schedule
+(``benchmarks/study_depth_branch.py``; README "The demo"). The paper's 90k iterations may get there.
 
 ``feature_fusion`` without ``depth_head`` keeps the encoder-decoder as a residual attention block whose
 depth is neither returned nor supervised (``out.depth is None``). Presets: S1/S2 (source only, AdvEnt) use
