@@ -7,22 +7,16 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import save_tiny_checkpoint
 from dada.cli import main
 from dada.data.classes import CLASSES_16
 from dada.errors import DadaError
 from dada.evaluation.predict import gather_inputs, input_settings, predict_checkpoint
-from dada.models import build_segmenter
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    net = build_segmenter(arch="tiny", num_classes=16, depth_head=True)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    config = {"data": {"preprocess": "caffe", "val": {"name": "cityscapes", "size": [32, 64]}}}
-    torch.save({"format": "dada-seg/1", "iteration": 3, "config": config, "model_spec": net.spec,
-                "model": net.state_dict()}, path)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), (32, 64))
 
 
 def make_images(folder: Path) -> Path:
