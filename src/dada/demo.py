@@ -69,16 +69,10 @@ def training_health(run_dir: Path) -> dict[str, float | None]:
     """What says whether a run adapted at all: the mean of each discriminator and fooling loss over the
     last half of its iterations (``metrics.jsonl``; chance is ln 2 = 0.693) and the depth AbsRel on the
     source validation images (``results.json``; None without a depth head)."""
-    records = []
+    from dada.evaluation.figures import read_metrics
+
     metrics = Path(run_dir) / "metrics.jsonl"
-    if metrics.is_file():
-        for line in metrics.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a partial last line of an interrupted run
-                continue
-            if record.get("kind") == "train":
-                records.append(record)
+    records = [r for r in read_metrics(metrics) if r.get("kind") == "train"] if metrics.is_file() else []
     health: dict[str, float | None] = {}
     if records:
         half = records[-1]["iteration"] / 2
