@@ -28,6 +28,7 @@ Examples::
     OMP_NUM_THREADS=1 python benchmarks/ablation.py                     # the whole study (hours)
     python benchmarks/ablation.py --quick                               # smoke test: minutes
     python benchmarks/ablation.py --sets core --seeds 3 --jobs 2        # 2 parallel single-thread jobs
+    python benchmarks/ablation.py --report-only --reading reading.md    # report what has finished
 """
 
 from __future__ import annotations
@@ -360,6 +361,21 @@ def fixed_costs(out: Path) -> float | None:
     return statistics.median(costs) if costs else None
 
 
+def finished_only(jobs: list[Job], out: Path, common: list[str], skipped: dict) -> list[Job]:
+    """``--report-only``: each job keeps the seeds whose run is trained and evaluated; a job without any is
+    dropped and recorded in ``skipped``."""
+    kept = []
+    for job in jobs:
+        done = [s for s in job.seeds if is_evaluated(run_dir(out, job, s))
+                and is_trained(run_dir(out, job, s), config_of(job, s, common, out).train.max_iters)]
+        if done:
+            job.seeds = done
+            kept.append(job)
+        else:
+            skipped[job.setup.key] = f"no finished run in {out} yet"
+    return kept
+
+
 def _pool_job(args) -> str:
     return train_and_evaluate(*args)
 
@@ -524,7 +540,7 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
              f"{cfg.model.num_classes} classes; overrides of the setting: "
              f"{', '.join(f'`{o}`' for o in args.recipe) or 'none'}",
              f"- seeds: {', '.join(map(str, seeds))}; every cell is mean ± std (ddof=1) over the seeds "
-             "(one seed: no ±)",
+             "its row has (the n and seeds columns; one seed: no ±)",
              "- mIoU on the benchmark's target validation images (official protocol); NT rate: share of "
              "images whose per-image mIoU is below S1's of the same seed; D-Gain: mIoU gain over the "
              "no-depth counterpart of the same seed (DADA vs AdvEnt, SPIGAN vs SPIGAN-no-PI)",
@@ -544,14 +560,14 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
 
     lines += ["## Table 3 layout: ablation S1–S7", "",
               "| Setup | Surp. Adapt. | Depth Adapt. | Feat. Fusion | DADA Fusion | mIoU (%) | NT rate (%) | "
-              "paper mIoU (%) |", "|---|---|---|---|---|---|---|---|"]
+              "seeds | paper mIoU (%) |", "|---|---|---|---|---|---|---|---|---|"]
     for job in jobs:
         if job.setup.flags is None:
             continue
         r = rows[job.setup.key]
         marks = " | ".join("✓" if f else "" for f in job.setup.flags)
         lines.append(f"| {r['label']} | {marks} | {_pm(r['miou'], r['miou_std'])} | "
-                     f"{_pm(r['negative_transfer'], r['negative_transfer_std'], 0)} | "
+                     f"{_pm(r['negative_transfer'], r['negative_transfer_std'], 0)} | {len(job.seeds)} | "
                      f"{PAPER_TABLE3.get(job.setup.key, '-')} |")
     fractions = [(job.setup.fraction, rows[job.setup.key]) for job in jobs if job.setup.group == "table4"]
     if fractions and "S7" in rows:
@@ -562,6 +578,7 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
                   "| % of source | " + " | ".join(f"{round(100 * f)}%" for f, _ in fractions) + " |",
                   "|---|" + "---|" * len(fractions),
                   "| mIoU (%) | " + " | ".join(_pm(r["miou"], r["miou_std"]) for _, r in fractions) + " |",
+                  "| seeds | " + " | ".join(str(len(r["runs"])) for _, r in fractions) + " |",
                   "| paper mIoU (%) | " + " | ".join(str(PAPER_TABLE4.get(f, "-")) for f, _ in fractions)
                   + " |"]
 
@@ -598,9 +615,10 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
         lines += ["", "D-Gain per seed: " + "; ".join(
             f"{rows[k]['label']} vs {rows[g['counterpart']]['label']}: "
             + ", ".join(f"{100 * v:+.1f}" for v in g["per_seed"]) for k, g in gains.items())]
-    lines += ["", "## Reading", "",
-              "_To be written by a person from the measured comparisons above: where the ordering agrees "
-              "with the paper, where it does not, and why._", ""]
+    reading = (args.reading.read_text(encoding="utf-8").strip() if args.reading is not None else
+               "_To be written by a person from the measured comparisons above: where the ordering agrees "
+               "with the paper, where it does not, and why (pass it with `--reading FILE`)._")
+    lines += ["", "## Reading", "", reading, ""]
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines), encoding="utf-8")
 
@@ -652,6 +670,10 @@ def parse_args(argv):
                         "$OMP_NUM_THREADS, else the CPU count divided by --jobs)")
     parser.add_argument("--measure-steps", type=int, default=3, help="timed steps per set-up for the plan")
     parser.add_argument("--plan-only", action="store_true", help="print the plan and its estimate, then stop")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: write the report from the "
+                        "runs already trained and evaluated (each row over the seeds it has)")
+    parser.add_argument("--reading", type=Path, default=None, help="a markdown file with the human reading "
+                        "of the results, put under the report's '## Reading' heading")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     args.argv = list(argv)
@@ -715,14 +737,24 @@ def main(argv=None) -> int:
     try:
         from dada.config import load_config
 
-        _prepare_benchmark(load_config(jobs[0].preset, common))
-        the_plan = plan(jobs, out, common, args.measure_steps, skipped)
+        if args.reading is not None and not args.reading.is_file():
+            raise DadaError(f"--reading {args.reading}: no such file")
+        if args.report_only:
+            jobs, the_plan = finished_only(jobs, out, common, skipped), {"report_only": True}
+        else:
+            _prepare_benchmark(load_config(jobs[0].preset, common))
+            the_plan = plan(jobs, out, common, args.measure_steps, skipped)
         if not jobs:
-            raise DadaError("nothing to run: every set-up was skipped")
-        print_plan(the_plan, skipped, args.jobs, args.threads)
+            raise DadaError("nothing to run: every set-up was skipped" if not args.report_only else
+                            f"nothing to report: no set-up has a trained and evaluated run in {out}")
+        if args.report_only:
+            say("report of the finished runs: " + ", ".join(f"{j.setup.key} (seeds {j.seeds})" for j in jobs))
+        else:
+            print_plan(the_plan, skipped, args.jobs, args.threads)
         if args.plan_only:
             return 0
-        run_all(jobs, common, out, args.device, args.jobs, args.threads)
+        if not args.report_only:
+            run_all(jobs, common, out, args.device, args.jobs, args.threads)
         summary = write_report(doc, out, jobs, skipped, the_plan, args, common, started)
     except DadaError as error:
         print(f"error: {error}", file=sys.stderr)
