@@ -12,6 +12,7 @@ from torch import nn
 
 from dada.config import load_config
 from dada.data.transforms import denormalize, preprocess_image
+from dada.errors import DadaError
 from dada.methods import METHODS
 from dada.methods.spigan import (
     SPIGAN,
@@ -92,14 +93,16 @@ def test_spigan_two_iterations_match_the_paper(preset):
         x_f = caffe((x_f_unit + 1) * 127.5)
         d_fake = ref["image_discriminator"](x_f_unit)
         d_real = ref["image_discriminator"](rgb(target["image"]) / 127.5 - 1)
-        bce = F.binary_cross_entropy_with_logits
+        def ls(logits, label):  # the least-squares GAN term (method.gan_loss default)
+            return ((logits - label) ** 2).mean()
+
         expected = {
-            "gan_g": bce(d_fake, torch.ones_like(d_fake)),  # real = target label 1
+            "gan_g": ls(d_fake, 1.0),  # real = target label 1
             "seg_src": F.cross_entropy(up(ref_t(source["image"]).seg), source["label"]),
             "seg_fake": F.cross_entropy(up(ref_t(x_f).seg), source["label"]),
             "perceptual": (phi((rgb(source["image"]) - 127) / 128) - phi(((x_f_unit + 1) * 127.5 - 127) / 128)
                            ).abs().mean(),
-            "gan_d": bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake)),
+            "gan_d": ls(d_real, 1.0) + ls(d_fake, 0.0),
         }
         if privileged:
             expected["pi_src"] = (ref["privileged"](source["image"]) - source["depth"]).abs().mean()
@@ -137,3 +140,18 @@ def test_perceptual_network_is_efficientnet_lite0_with_its_imagenet_weights():
     method = SPIGAN(cfg, model, torch.device("cpu"), perceptual=network)
     assert all(not p.requires_grad for p in method.perceptual.parameters()) and not method.perceptual.training
     assert "perceptual" not in method.extra_modules  # fixed: neither trained nor saved
+
+
+def test_gan_loss_forms_and_a_bad_one():
+    from dada.methods.spigan import gan_discriminator_loss, gan_generator_loss
+
+    real, fake = torch.tensor([[0.5, -1.0]]), torch.tensor([[2.0, 0.0]])
+    assert gan_generator_loss(fake, 1.0).item() == pytest.approx(((2 - 1) ** 2 + (0 - 1) ** 2) / 2)
+    assert gan_discriminator_loss(real, fake, 1.0, 0.0).item() == pytest.approx(
+        ((0.5 - 1) ** 2 + (-1 - 1) ** 2) / 2 + (2.0 ** 2 + 0.0) / 2)
+    softplus = torch.nn.functional.softplus  # BCE with logits: label 1 → softplus(−x), label 0 → softplus(x)
+    assert gan_generator_loss(fake, 1.0, "bce").item() == pytest.approx(softplus(-fake).mean().item())
+    assert gan_discriminator_loss(real, fake, 1.0, 0.0, "bce").item() == pytest.approx(
+        (softplus(-real).mean() + softplus(fake).mean()).item())
+    with pytest.raises(DadaError, match="method.gan_loss must be one of least_squares, bce"):
+        load_config("benchmark_spigan", ["method.gan_loss=wasserstein"])

@@ -42,6 +42,7 @@ SELECTION_POLICIES = {
 }
 SGD_MODES = ("official", "standard")  # dada.optim
 PRECISIONS = ("fp32", "bf16", "fp16")
+GAN_LOSSES = ("least_squares", "bce")  # SPIGAN's image GAN (method.gan_loss)
 
 
 @dataclass
@@ -150,12 +151,16 @@ class MethodConfig:
     patch_kmeans_points: int = 200000
     # SPIGAN (Lee et al. ICLR 2019): α (GAN), β (task), γ (privileged), δ (perceptual); privileged=false
     # is SPIGAN-no-PI. α..δ are NOT verified against the paper (its stored copies are readable only up to
-    # §1); they equal the defaults of an independent reimplementation (jlim13/spigan). CycleGAN's
+    # §1); they equal the values of two independent reimplementations (jlim13/spigan main.py defaults,
+    # masataka46/SPIGAN train_GAN.py loss_alpha..loss_delta). CycleGAN's
     # generator/PatchGAN sizes and Adam 2e-4 (0.5, 0.999): our choices (see docs/methods.md)
     spigan_alpha: float = 1.0
     spigan_beta: float = 0.5
     spigan_gamma: float = 0.1
     spigan_delta: float = 0.33
+    # the image GAN's loss: least squares as both independent SPIGAN reimplementations (jlim13/spigan
+    # main.py --adversarial_loss default; masataka46/SPIGAN train_GAN.py) and CycleGAN; bce: the log form
+    gan_loss: str = "least_squares"
     privileged: bool = False  # SPIGAN: the source depth feeds the privileged network P
     privileged_arch: str | None = None  # P's backbone (default model.arch)
     gan_lr: float = 2e-4
@@ -342,6 +347,9 @@ def validate(cfg: DictConfig) -> None:
                         f"got {cfg.eval.selection!r}")
     if cfg.eval.selection == "best-on-val" and cfg.eval.every <= 0:
         raise DadaError("eval.selection=best-on-val needs periodic evaluation: set eval.every=N")
+    if cfg.method.gan_loss not in GAN_LOSSES:
+        raise DadaError(f"method.gan_loss must be one of {', '.join(GAN_LOSSES)}, "
+                        f"got {cfg.method.gan_loss!r}")
     if cfg.train.precision not in PRECISIONS:
         raise DadaError(f"train.precision must be one of {', '.join(PRECISIONS)}, "
                         f"got {cfg.train.precision!r}")

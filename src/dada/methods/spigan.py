@@ -3,8 +3,9 @@
 "SPIGAN: Privileged Adversarial Learning from Simulation". Four networks learned jointly (§3):
 
 * a generator G: source image → target-style image x_f = G(x_s);
-* an image discriminator D between G(x_s) and real target images x_t:
-  L_GAN = E[log D(x_t)] + E[log(1 − D(G(x_s)))];
+* an image discriminator D between G(x_s) and real target images x_t: L_GAN in the least-squares form
+  E[(D(x_t) − 1)²] + E[D(G(x_s))²] (``method.gan_loss=least_squares``, default) or the log form
+  E[log D(x_t)] + E[log(1 − D(G(x_s)))] (``bce``);
 * the task network T (our segmenter) on the source and the generated images:
   L_T = CE(T(x_s), y_s) + CE(T(G(x_s)), y_s);
 * the privileged network P regressing the simulator's depth z_s (privileged information) from the source
@@ -20,12 +21,16 @@ full text (ICLR txt, SPIQA tex, fdocuments) ends in §1; the method section (§3
 (§4) could not be retrieved, so no constant below is verified against the paper's text. What was read:
 the abstract, §1 and Figure 2's caption (four networks G, D between G(x_s) and real x_r, T, P predicting
 the simulator's PI z_s, depth from the z-buffer), which match this file's structure.
-* α = 1, β = 0.5, γ = 0.1, δ = 0.33: unverified against the paper; the same values are the defaults of an
-  independent reimplementation (github jlim13/spigan, main.py), which also uses Adam 2e-4, VGG-19
-  features (conv1_2 … conv5_2) for φ, FCN-8s for T and P, and 320×640 inputs.
+* α = 1, β = 0.5, γ = 0.1, δ = 0.33: unverified against the paper; the same values are used by two
+  independent reimplementations: github jlim13/spigan (main.py defaults; also Adam 2e-4, VGG-19 features
+  conv1_2 … conv5_2 for φ, FCN-8s for T and P, 320×640 inputs) and masataka46/SPIGAN (train_GAN.py
+  loss_alpha … loss_delta; also L1 on VGG-19 conv1_2 … conv5_2 for φ, L1 for P, T trained on x_s and
+  G(x_s)). Two independent agreements make them likely the paper's, but not verified.
+* the least-squares GAN loss (default): both reimplementations train with it (jlim13's
+  ``--adversarial_loss least_squares``, masataka46's squared error), as does CycleGAN; ``bce`` gives the
+  log form. The paper's own choice was not readable here.
 * G = CycleGAN's ResNet generator (9 blocks), D = 70×70 PatchGAN, Adam 2e-4 (0.5, 0.999): our choices
-  (CycleGAN's defaults); the BCE (log) GAN loss: ours too (CycleGAN and jlim13/spigan train with a
-  least-squares loss). The paper's choices were not readable here.
+  (CycleGAN's defaults). The paper's choices were not readable here.
 
 φ: VGG features are the usual choice (jlim13/spigan uses VGG-19; the paper's φ was not readable here);
 no ImageNet VGG weights ship offline here, so φ is EfficientNet-Lite0 with its real ImageNet weights
@@ -89,20 +94,26 @@ def to_network_space(rgb: torch.Tensor, preprocess: str) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ the maths
 
 
-def gan_generator_loss(fake_logits: torch.Tensor, real_label: float) -> torch.Tensor:
-    """G's side of L_GAN (non-saturating): BCE(D(G(x_s)), real)."""
-    return F.binary_cross_entropy_with_logits(fake_logits.float(),
-                                              torch.full_like(fake_logits.float(), real_label))
+def gan_generator_loss(fake_logits: torch.Tensor, real_label: float,
+                       form: str = "least_squares") -> torch.Tensor:
+    """G's side of L_GAN: least squares, mean((D(G(x_s)) − real)²); or ``bce`` (non-saturating log form),
+    BCE(D(G(x_s)), real)."""
+    return _gan_term(fake_logits, real_label, form)
 
 
 def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float,
-                           fake_label: float) -> torch.Tensor:
-    """D's side of L_GAN: BCE(D(x_t), real) + BCE(D(G(x_s)), fake)."""
-    real = F.binary_cross_entropy_with_logits(real_logits.float(),
-                                              torch.full_like(real_logits.float(), real_label))
-    fake = F.binary_cross_entropy_with_logits(fake_logits.float(),
-                                              torch.full_like(fake_logits.float(), fake_label))
-    return real + fake
+                           fake_label: float, form: str = "least_squares") -> torch.Tensor:
+    """D's side of L_GAN: term(D(x_t), real) + term(D(G(x_s)), fake), each a least-squares or BCE term."""
+    return _gan_term(real_logits, real_label, form) + _gan_term(fake_logits, fake_label, form)
+
+
+def _gan_term(logits: torch.Tensor, label: float, form: str) -> torch.Tensor:
+    target = torch.full_like(logits.float(), label)
+    if form == "least_squares":
+        return F.mse_loss(logits.float(), target)
+    if form == "bce":
+        return F.binary_cross_entropy_with_logits(logits.float(), target)
+    raise DadaError(f"method.gan_loss must be least_squares or bce, got {form!r}")
 
 
 def l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -268,7 +279,7 @@ class SPIGAN(Method):
         fake_unit, fake = self.generate(image_src)
         seg_src, _ = forward_upsampled(self.model, image_src)
         seg_fake, _ = forward_upsampled(self.model, fake)
-        loss["gan_g"] = gan_generator_loss(discriminator(fake_unit), real_label)
+        loss["gan_g"] = gan_generator_loss(discriminator(fake_unit), real_label, method.gan_loss)
         loss["seg_src"] = losses.seg_ce(seg_src, source["label"])
         loss["seg_fake"] = losses.seg_ce(seg_fake, source["label"])
         loss["perceptual"] = l1(self._phi((fake_unit + 1.0) * 127.5),
@@ -287,7 +298,7 @@ class SPIGAN(Method):
         discriminator.requires_grad_(True)
         real_unit = to_network_space(to_rgb255(target["image"], self.preprocess), "unit")
         loss["gan_d"] = gan_discriminator_loss(discriminator(real_unit), discriminator(fake_unit.detach()),
-                                               real_label, fake_label)
+                                               real_label, fake_label, method.gan_loss)
         (method.spigan_alpha * loss["gan_d"]).backward()
 
         self.remember(image_source=image_src, seg_source=seg_src, image_target=target["image"])
