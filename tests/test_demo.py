@@ -4,6 +4,7 @@ import json
 
 import cv2
 import pytest
+import torch
 
 from dada import DadaError, cli
 from dada.demo import run_demo
@@ -17,8 +18,9 @@ def cache(tmp_path, monkeypatch):
 
 def test_quick_demo_end_to_end(tmp_path, cache, capsys):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    assert cli.main(["demo", "--quick", "--out", str(out), "--jobs", "2"]) == 0
     printed = capsys.readouterr().out
+    assert "in 2 parallel processes" in printed
     for label in ("S1", "S2", "S7"):
         assert f"training {label}" in printed
     assert "mIoU" in printed and "NT rate" in printed
@@ -34,8 +36,24 @@ def test_quick_demo_end_to_end(tmp_path, cache, capsys):
     assert any(cache.iterdir())  # the benchmark went to the configured cache, not the home folder
 
     # a second run reuses the finished trainings
-    run_demo(out, quick=True)
+    run_demo(out, quick=True, jobs=1)
     assert "training S1" in capsys.readouterr().out
+
+    # one training at a time, with the same thread count, trains exactly the same models
+    serial = tmp_path / "serial"
+    run_demo(serial, quick=True, jobs=1, threads=1)
+    for run in ("seed0/S1_s1", "seed0/S2_s2", "seed0/S7_s7"):
+        a, b = (json.loads((root / run / "results.json").read_text())["result"] for root in (out, serial))
+        assert a["miou"] == b["miou"] and a["iou"] == b["iou"] and a["confusion"] == b["confusion"]
+    weights = [torch.load(root / "seed0/S7_s7/checkpoints/final.pt", weights_only=False)["model"]
+               for root in (out, serial)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_demo_refuses_zero_jobs(tmp_path, cache):
+    with pytest.raises(DadaError, match="--jobs must be at least 1"):
+        run_demo(tmp_path / "demo", quick=True, jobs=0)
 
 
 def test_training_health_reads_the_last_half_and_skips_a_partial_line(tmp_path):

@@ -342,6 +342,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder (default runs/demo, runs/demo-quick)")
     p.add_argument("--overwrite", action="store_true", help="delete the output folder first")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--jobs", type=int, default=None, help="trainings in parallel, one process each (default: "
+                   "one single-thread process per CPU core, at most 3; 1 on a GPU)")
     p.add_argument("overrides", nargs="*", help="dotted overrides for every run, e.g. train.max_iters=500")
     p.set_defaults(func=_run_demo)
 
@@ -351,7 +353,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
     run_demo(out, quick=args.quick, seeds=args.seeds, overwrite=args.overwrite, device=args.device,
-             extra_overrides=args.overrides)
+             extra_overrides=args.overrides, jobs=args.jobs)
     return 0
 
 

@@ -110,13 +110,63 @@ def health_table(runs: dict[str, list[Path]]) -> str:
                        "", "| set-up | quantity | value |", "|---|---|---|", *rows, ""])
 
 
+def _train_one(preset: str, overrides: list[str], folder: str, threads: int) -> str:
+    """One training in a worker process of ``run_demo(jobs>1)`` (module level, so that it pickles)."""
+    torch.set_num_threads(threads)
+    from dada.config import load_config
+    from dada.engine import Trainer
+
+    return str(Trainer(load_config(preset, overrides)).fit(Path(folder)))
+
+
+def default_jobs(device: str = "auto") -> int:
+    """Parallel trainings for ``run_demo``: one single-thread process per core, at most 3 (S1, S2, S7 of
+    one seed); 1 on a GPU, where runs share one device."""
+    from dada.devices import resolve_device
+
+    if resolve_device(device, "device").type != "cpu":
+        return 1
+    return max(1, min(3, os.cpu_count() or 1))
+
+
+def _train_all(tasks: list[tuple[str, str, list[str], Path]], jobs: int, threads: int | None) -> None:
+    """Train ``tasks`` ((label, preset, overrides, folder)) in ``jobs`` processes, longest first (S7, S2,
+    then S1: the order that finishes soonest on 2 cores); a failure stops the demo with its error."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    cost = {"S7": 0, "S2": 1, "S1": 2}
+    ordered = sorted(tasks, key=lambda t: cost.get(t[0], 3))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = {}
+        for label, preset, overrides, folder in ordered:
+            futures[pool.submit(_train_one, preset, [*overrides, "train.progress=false"], str(folder),
+                                threads)] = (label, folder)
+        _say(f"training {len(tasks)} runs in {jobs} parallel processes of {threads} thread(s) each "
+             f"(progress: each run's metrics.jsonl; --jobs 1 trains one at a time with a progress bar)")
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            if future.exception() is not None:
+                for other in futures:
+                    other.cancel()
+                raise future.exception()
+        for future in futures:  # all finished: report in the order they were given
+            label, folder = futures[future]
+            _say(f"finished {label}: {future.result()}")
+
+
 def run_demo(out_dir: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds: int | Sequence[int] = 1,
              overwrite: bool = False, device: str = "auto", threads: int | None = None,
-             extra_overrides: Sequence[str] = ()) -> dict:
+             extra_overrides: Sequence[str] = (), jobs: int | None = None) -> dict:
     """Run the demo into ``out_dir`` and return the comparison (``{"groups", "markdown", "files"}``).
 
     ``seeds``: a count (seeds 0..n-1) or explicit seeds; with several, the table shows mean ± std.
     ``extra_overrides`` are applied to every run (e.g. ``train.max_iters=500``).
+    ``jobs``: trainings run in parallel, each in its own process with ``threads`` threads (default
+    cores/jobs); default ``default_jobs``: one single-thread process per core on a CPU, at most 3; 1 on a
+    GPU. A run's result does not depend on ``jobs``, only on the thread count it trains with.
     """
     from dada.config import load_config, split_preset
     from dada.engine import Trainer
@@ -142,14 +192,23 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, quick: bool = False, s
     _prepare_benchmark(load_config(SETUPS[0][1], common))
     runs: dict[str, list[Path]] = {label: [] for label, _ in SETUPS}
     total = len(SETUPS) * len(seed_list)
+    if jobs is not None and jobs < 1:
+        raise DadaError(f"--jobs must be at least 1, got {jobs}")
+    jobs = min(jobs or default_jobs(device), total)
+    tasks = []
     for seed in seed_list:
         for label, preset in SETUPS:
             name = f"seed{seed}/{label}_{split_preset(preset)[1]}"
-            cfg = load_config(preset, [*common, f"seed={seed}", f"output.name={name}"])
-            done = sum(len(v) for v in runs.values())
-            _say(f"training {label} ({cfg.method.name}), seed {seed} [{done + 1}/{total}]: "
+            overrides = [*common, f"seed={seed}", f"output.name={name}"]
+            cfg = load_config(preset, overrides)  # a bad override fails here, before anything trains
+            _say(f"training {label} ({cfg.method.name}), seed {seed} [{len(tasks) + 1}/{total}]: "
                  f"{cfg.train.max_iters} iterations of {cfg.model.arch} -> {out / name}")
-            runs[label].append(Trainer(cfg).fit(out / name))
+            if jobs == 1:
+                Trainer(cfg).fit(out / name)
+            tasks.append((label, preset, overrides, out / name))
+            runs[label].append(out / name)
+    if jobs > 1:
+        _train_all(tasks, jobs, threads)
 
     # S2 and S7 are evaluated against S1 (negative transfer), S7 also against S2 (D-Gain), so that S7's
     # folder holds the paper's Figure 3-4 grid (image, ground truth, S1, S2, S7)
@@ -167,7 +226,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, quick: bool = False, s
     print()
     print(comparison["markdown"])
     print(health_table({label: runs[label] for label, _ in SETUPS}))
-    print(f"Demo finished in {minutes:.1f} min. Files:")
+    print(f"Demo finished in {minutes:.1f} min ({jobs} parallel training process(es)). Files:")
     for kind, path in comparison["files"].items():
         print(f"  {kind:6s} {path}")
     for label, _ in SETUPS:
