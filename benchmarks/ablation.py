@@ -584,7 +584,8 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
 
     lines += ["", "## Time per iteration", "",
               "Median logged seconds per training iteration (mean over the seeds' runs), this machine, "
-              f"{args.threads} thread(s) per job.", "",
+              + ("the thread count each run was trained with." if args.report_only else
+                 f"{args.threads} thread(s) per job."), "",
               "| Set-up | preset | s/iter | iterations | training time per run (min) |",
               "|---|---|---|---|---|"]
     for job in jobs:

@@ -140,10 +140,8 @@ def _train_all(tasks: list[tuple[str, str, list[str], Path]], jobs: int, threads
     ordered = sorted(tasks, key=lambda t: cost.get(t[0], 3))
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = {}
-        for label, preset, overrides, folder in ordered:
-            futures[pool.submit(_train_one, preset, [*overrides, "train.progress=false"], str(folder),
-                                threads)] = (label, folder)
+        futures = {pool.submit(_train_one, preset, [*overrides, "train.progress=false"], str(folder),
+                               threads): label for label, preset, overrides, folder in ordered}
         _say(f"training {len(tasks)} runs in {jobs} parallel processes of {threads} thread(s) each "
              f"(progress: each run's metrics.jsonl; --jobs 1 trains one at a time with a progress bar)")
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -152,8 +150,7 @@ def _train_all(tasks: list[tuple[str, str, list[str], Path]], jobs: int, threads
                 for other in futures:
                     other.cancel()
                 raise future.exception()
-        for future in futures:  # all finished: report in the order they were given
-            label, folder = futures[future]
+        for future, label in futures.items():  # all finished: report in the order they were given
             _say(f"finished {label}: {future.result()}")
 
 
