@@ -140,3 +140,42 @@ def test_adaptpatch_two_iterations_match_the_paper(tmp_path):
         assert cfg.method.lambda_patch_cls == 0.01 and cfg.method.lambda_patch_adv == 0.0005
     # the step moved the patch classifier and both discriminators
     assert not torch.equal(ref_h.layers[0].weight, method.classifier.layers[0].weight)
+
+
+def test_lambda_patch_cls_h_gives_h_its_own_weight_and_leaves_g_unchanged(tmp_path):
+    """method.lambda_patch_cls_h = w: H's gradient of L_d is w·∇L_d, G's stays λ_d·∇L_d. After one step
+    from the same start, the segmenter equals the default run's, and H differs from it by exactly
+    −lr_H·(w − λ_d)·∇_H L_d (first SGD step: no momentum history)."""
+    runs = {}
+    for overrides in ([], ["method.lambda_patch_cls_h=1.0"]):
+        torch.manual_seed(0)
+        cfg, model, method = _method(tmp_path / str(len(runs)), overrides)
+        method.prepare({"source": LabelsOnly()}, tmp_path / str(len(runs)))
+        start_h = copy.deepcopy(method.classifier)
+        generator = torch.Generator().manual_seed(1)
+        source = {"image": torch.randn(2, 3, 32, 64, generator=generator) * 40,
+                  "label": LabelsOnly()[0]["label"].expand(2, 32, 64).clone()}
+        target = {"image": torch.randn(2, 3, 32, 64, generator=generator) * 40}
+        start_model = copy.deepcopy(model)
+        method.train_step(source, target, 0)
+        runs[len(runs)] = (cfg, start_model, start_h, model, method)
+    cfg, start_model, start_h, model_default, default = runs[0]
+    _, _, _, model_h, weighted = runs[1]
+    for (name, a), b in zip(model_default.named_parameters(), model_h.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-7), name  # G's update does not depend on H's weight
+    # the hand-written difference: ∇_H L_d on the detached softmax output of the starting segmenter
+    seg = F.interpolate(start_model(source["image"]).seg, size=(32, 64), mode="bilinear", align_corners=True)
+    histograms, has_valid = patch_histograms(source["label"], 5, 16, 2)
+    modes = assign_modes(histograms, has_valid, default.classifier.mode_centres)
+    loss = F.cross_entropy(start_h(seg.softmax(1).detach()), modes)
+    grads = torch.autograd.grad(loss, list(start_h.parameters()))
+    groups = default.optimizers["segmenter"].param_groups
+    lr_h = next(g["lr"] for g in groups if g["name"] == "patch_classifier")
+    assert lr_h == pytest.approx(10 * cfg.train.lr, rel=1e-6)
+    moved = False
+    pairs = zip(grads, default.classifier.parameters(), weighted.classifier.parameters(), strict=True)
+    for grad, a, b in pairs:
+        expected = -lr_h * (1.0 - cfg.method.lambda_patch_cls) * grad
+        assert torch.allclose(b - a, expected, atol=1e-8, rtol=1e-4)
+        moved |= bool(expected.abs().max() > 1e-7)
+    assert moved

@@ -145,6 +145,10 @@ class MethodConfig:
     patch_modes: int = 50
     lambda_patch_cls: float = 0.01
     lambda_patch_adv: float = 0.0005
+    # L_d's weight in H's own gradient; null: λ_d, the paper's joint objective (H and G minimise
+    # λ_d·L_d together). A short schedule gives H the unweighted L_d (1.0) so that it learns the modes
+    # while G still receives λ_d·∇L_d: at λ_d = 0.01 and 400 iterations H stays at chance (L_d = ln K)
+    lambda_patch_cls_h: float | None = None
     patch_size: int = 32
     patch_grid: int = 2
     patch_kmeans_images: int = 0

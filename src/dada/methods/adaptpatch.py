@@ -181,7 +181,8 @@ class PatchDiscriminator(nn.Module):
 
 
 class AdaptPatch(Method):
-    """Source: λ_seg·CE + λ_d·L_d (patch modes); target: λ_adv^patch·L_adv in the clustered patch space
+    """Source: λ_seg·CE + λ_d·L_d (patch modes; H's own weight on L_d is ``method.lambda_patch_cls_h``
+    when set); target: λ_adv^patch·L_adv in the clustered patch space
     + λ_adv·L_adv on the softmax output (one discriminator per ``method.adversarial`` entry, AdaptSegNet);
     discriminators on detached maps (halved as AdaptSegNet when ``method.halve_d_loss``). H steps in the
     segmenter's SGD at the head rate (10×); the discriminators share one Adam (``train.lr_d``)."""
@@ -260,7 +261,14 @@ class AdaptPatch(Method):
         modes = assign_modes(histograms, has_valid, self.classifier.mode_centres)
         loss["seg_src"] = losses.seg_ce(seg_src, source["label"])
         loss["patch_cls_src"] = patch_classification_loss(patches_src, modes)
-        (train.lambda_seg * loss["seg_src"] + method.lambda_patch_cls * loss["patch_cls_src"]).backward()
+        source_loss = train.lambda_seg * loss["seg_src"] + method.lambda_patch_cls * loss["patch_cls_src"]
+        if method.lambda_patch_cls_h is not None and method.lambda_patch_cls_h != method.lambda_patch_cls:
+            # H alone gets L_d at weight lambda_patch_cls_h: the rest on a detached output, so G's
+            # gradient stays λ_d·∇L_d and H's becomes lambda_patch_cls_h·∇L_d
+            detached = self.classifier(torch.softmax(seg_src.detach(), dim=1))
+            source_loss = source_loss + (method.lambda_patch_cls_h - method.lambda_patch_cls) * \
+                patch_classification_loss(detached, modes)
+        source_loss.backward()
 
         # target: fool the patch-space and the output-space discriminators
         seg_trg, _ = forward_upsampled(self.model, target["image"])
