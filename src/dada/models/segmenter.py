@@ -21,6 +21,12 @@ unchanged. The official output starts near 0 against a target of mean ~70 on the
 (SYNTHIA's 65536/(cm+1)); at λ_dep = 1e-3 the branch does not learn in a short schedule
 (``benchmarks/study_depth_branch.py``; README "The demo"). The paper's 90k iterations may get there.
 
+``fusion_scale`` (not in the official code, default None = official): the fusion gate becomes
+``fusion_scale · ReLU(dec4(enc))``, a fixed factor that lets the gate start near 1 instead of near the
+official init's ~0.03 (dec4 ~ N(0, 0.01)); the classifier then sees features of the backbone's scale from
+the first iteration. The function class is the same (dec4 could grow by that factor), only the speed of
+a short schedule differs.
+
 ``feature_fusion`` without ``depth_head`` keeps the encoder-decoder as a residual attention block whose
 depth is neither returned nor supervised (``out.depth is None``). Presets: S1/S2 (source only, AdvEnt) use
 neither; S3 (AdvEnt + feature fusion, with depth supervision) uses both; S4 (depth adaptation only) uses
@@ -57,12 +63,16 @@ class Segmenter(nn.Module):
 
     def __init__(self, arch: str = "resnet101", num_classes: int = 16, depth_head: bool = True,
                  feature_fusion: bool = True, bn_mode: str = "train", depth_widths: str = "official",
-                 output_stride: int = 8, depth_scale: float | None = None):
+                 output_stride: int = 8, depth_scale: float | None = None,
+                 fusion_scale: float | None = None):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         if depth_scale is not None and not (depth_scale > 0 and depth_scale < float("inf")):
             raise ValueError(f"depth_scale must be a positive number or None, got {depth_scale}")
+        if fusion_scale is not None and not (fusion_scale > 0 and fusion_scale < float("inf")):
+            raise ValueError(f"fusion_scale must be a positive number or None, got {fusion_scale}")
+        self.fusion_scale = None if fusion_scale is None else float(fusion_scale)
         self.arch, self.num_classes, self.depth_widths = arch, num_classes, depth_widths
         self.depth_scale = None if depth_scale is None else float(depth_scale)
         self.depth_head, self.feature_fusion = bool(depth_head), bool(feature_fusion)
@@ -105,7 +115,8 @@ class Segmenter(nn.Module):
                 if self.depth_scale is not None:
                     depth = self.depth_scale * (1.0 + depth)
             if self.feature_fusion:
-                features = features * F.relu(self.dec4(encoding))
+                gate = F.relu(self.dec4(encoding))
+                features = features * (gate if self.fusion_scale is None else self.fusion_scale * gate)
         return SegmenterOutput(self.layer6(features), depth)
 
     def head_parameters(self) -> list[nn.Parameter]:
@@ -132,18 +143,20 @@ def spec_keys() -> tuple[str, ...]:
 
 def build_segmenter(arch: str = "resnet101", num_classes: int = 16, depth_head: bool = True,
                     feature_fusion: bool = True, bn_mode: str = "train", depth_widths: str = "official",
-                    output_stride: int = 8, depth_scale: float | None = None) -> Segmenter:
+                    output_stride: int = 8, depth_scale: float | None = None,
+                    fusion_scale: float | None = None) -> Segmenter:
     """Build the DADA segmenter (DeepLab-v2 when both switches are off).
 
     ``arch`` ∈ :data:`~dada.models.backbones.BACKBONES`; ``bn_mode`` ∈ {"train", "frozen"};
     ``depth_widths`` ∈ {"official", "paper"}; ``output_stride`` 8 (DeepLab-v2) or 16 where the backbone
-    supports it; ``depth_scale`` None (official) or the source's mean inverse depth (see the module
-    docstring). Weights follow the official init (§1.4); load ImageNet or released weights afterwards.
+    supports it; ``depth_scale`` None (official) or the source's mean inverse depth, ``fusion_scale``
+    None (official) or a constant factor on the fusion gate (see the module docstring). Weights follow
+    the official init (§1.4); load ImageNet or released weights afterwards.
     """
     if arch not in BACKBONES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(BACKBONES)}")
     return Segmenter(arch, num_classes, depth_head, feature_fusion, bn_mode, depth_widths, output_stride,
-                     depth_scale)
+                     depth_scale, fusion_scale)
 
 
 def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
