@@ -3,6 +3,7 @@ runs, its report, and the logic of its generated comparison lines."""
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -80,6 +81,12 @@ def test_small_study_end_to_end(ablation, tmp_path, monkeypatch, capsys):
     assert "S7 and S1 are two runs of six iterations" in text and "**S2** (no finished run" in text
     assert "| S7 (DADA) |" in text and "| 1 | 42.6 |" in text  # one seed of S7; the paper's S7
     assert ablation.main([*argv[2:], "--only", "S2", "--report-only"]) == 2  # nothing finished: an error
+    # a Table-4-only report (its runs stand in for a 10 % fraction here) plots the fractions' curves
+    shutil.copytree(out / "runs" / "S7" / "seed0", out / "runs" / "S7_frac10" / "seed0")
+    table4 = ["--sets", "table4", "--only", "S7_frac10", "--seeds", "1", "--report-only"]
+    assert ablation.main([*argv[2:], *table4]) == 0
+    assert "Table 4" in doc.read_text()
+    assert cv2.imread(str(doc.parent / "figures" / "results" / "training_curves.png")) is not None
 
 
 def test_missing_preset_is_skipped_with_its_reason(ablation):
