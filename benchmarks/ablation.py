@@ -514,10 +514,8 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
                               title=f"ablation on {args.setting}", baseline=baseline)
     shutil.copyfile(comparison["files"]["chart"], assets / "per_class_iou.png")
     figures["per-class IoU of every set-up"] = assets / "per_class_iou.png"
-    curves = {job.setup.label: run_dir(out, job, job.seeds[0]) / "metrics.jsonl"
-              for job in jobs if job.setup.group != "table4"}
-    if not curves:  # a Table-4-only report: plot the fractions' runs
-        curves = {job.setup.label: run_dir(out, job, job.seeds[0]) / "metrics.jsonl" for job in jobs}
+    plotted = [job for job in jobs if job.setup.group != "table4"] or jobs  # Table 4 alone: its runs
+    curves = {job.setup.label: run_dir(out, job, job.seeds[0]) / "metrics.jsonl" for job in plotted}
     fig.training_curves_overlay(curves, assets / "training_curves.png",
                                 title=f"training curves (seed {jobs[0].seeds[0]})")
     figures["training curves (first seed)"] = assets / "training_curves.png"

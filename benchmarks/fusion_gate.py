@@ -43,8 +43,7 @@ def measure(setting: str, images: int, seeds: int) -> dict:
         model.eval()
         with torch.no_grad():
             features = model.backbone(batch)
-            encoding = model.enc4_3(F.relu(model.enc4_2(F.relu(model.enc4_1(features)))))
-            gate = F.relu(model.dec4(encoding))
+            gate = F.relu(model.dec4(model.encode(features)))
         rows.append({"seed": seed, "feature_abs_mean": features.abs().mean().item(),
                      "gate_mean": gate.mean().item(), "gate_zero_share": (gate == 0).float().mean().item(),
                      "inverse_gate_mean": 1.0 / gate.mean().item()})

@@ -109,7 +109,7 @@ class Segmenter(nn.Module):
         features = self.backbone(x)
         depth = None
         if self.depth_head or self.feature_fusion:
-            encoding = self.enc4_3(F.relu(self.enc4_2(F.relu(self.enc4_1(features)))))
+            encoding = self.encode(features)
             if self.depth_head:
                 depth = encoding.mean(dim=1, keepdim=True)  # no activation: may be negative (official)
                 if self.depth_scale is not None:
@@ -118,6 +118,10 @@ class Segmenter(nn.Module):
                 gate = F.relu(self.dec4(encoding))
                 features = features * (gate if self.fusion_scale is None else self.fusion_scale * gate)
         return SegmenterOutput(self.layer6(features), depth)
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """The depth block's encoding of the backbone features: enc4_1 → ReLU → enc4_2 → ReLU → enc4_3."""
+        return self.enc4_3(F.relu(self.enc4_2(F.relu(self.enc4_1(features)))))
 
     def head_parameters(self) -> list[nn.Parameter]:
         """The trainable parameters outside the backbone: the ASPP classifier and the depth block."""
