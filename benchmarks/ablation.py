@@ -509,9 +509,12 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
     assets.mkdir(parents=True, exist_ok=True)
     figures = {}
     # all runs in one `dada compare` (its json/md/chart next to the runs; the chart also in the doc)
+    # grouped and labelled by set-up: runs of one set-up trained by different code versions can differ in
+    # their config hash (a key added since), and Table 4's fractions share S7's preset
     all_runs = [run_dir(out, job, s) for job in jobs for s in job.seeds]
     comparison = compare_runs(all_runs, out / "comparison", overwrite=True,
-                              title=f"ablation on {args.setting}", baseline=baseline)
+                              title=f"ablation on {args.setting}", baseline=baseline,
+                              labels=[job.setup.label for job in jobs for _ in job.seeds])
     shutil.copyfile(comparison["files"]["chart"], assets / "per_class_iou.png")
     figures["per-class IoU of every set-up"] = assets / "per_class_iou.png"
     plotted = [job for job in jobs if job.setup.group != "table4"] or jobs  # Table 4 alone: its runs

@@ -145,6 +145,27 @@ def test_compare_groups_seeds_mean_std(tmp_path, capsys):
         compare_runs([tmp_path / "nothing"])
 
 
+def test_compare_with_labels_groups_by_label_not_by_config(tmp_path):
+    """Given labels override the config-hash grouping: two seeds whose configs differ (a key added
+    between their trainings) form one group; two fractions of one preset form two."""
+    specs = [("a0", 0, [0.8] * 7, "s7"), ("a1", 1, [0.6] * 7, "s7"), ("f0", 0, [0.4] * 7, "s7")]
+    folders = []
+    for i, (name, seed, iou, preset) in enumerate(specs):
+        results = fake_results(name, seed, iou, preset=preset, depth=True)
+        results["model"]["config_hash_without_seed"] = f"hash{i}"  # three different configurations
+        write_results(tmp_path / name, results)
+        folders.append(tmp_path / name)
+    plain = compare_runs(folders)
+    assert len(plain["groups"]) == 3  # by configuration: nothing grouped
+    labelled = compare_runs(folders, tmp_path / "cmp", labels=["DADA", "DADA", "DADA 10%"])
+    groups = {g["label"]: g for g in labelled["groups"]}
+    assert set(groups) == {"DADA", "DADA 10%"} and groups["DADA"]["seeds"] == [0, 1]
+    assert groups["DADA"]["miou"] == pytest.approx(0.7) and groups["DADA 10%"]["miou"] == pytest.approx(0.4)
+    assert "DADA 10% (n=1)" in (tmp_path / "cmp" / "comparison.md").read_text()
+    with pytest.raises(DadaError, match="one label per run"):
+        compare_runs(folders, labels=["DADA"])
+
+
 def test_compare_computes_negative_transfer_and_d_gain_from_stored_results(tmp_path):
     def run(label, seed, preset, per_image, depth):
         results = fake_results(label, seed, [0.5] * 7, preset=preset, depth=depth)

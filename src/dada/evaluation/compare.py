@@ -103,9 +103,13 @@ def _nan(value) -> float:
 
 
 def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None, *,
-                 overwrite: bool = False, title: str = "Comparison", baseline=None, counterpart=None) -> dict:
+                 overwrite: bool = False, title: str = "Comparison", baseline=None, counterpart=None,
+                 labels: Sequence[str] | None = None) -> dict:
     """Group the evaluated runs (seeds of one set-up together), write the table and the chart into
     ``out_dir`` (when given) and return ``{"groups", "markdown", "files"}``.
+
+    ``labels``: one label per path; runs with the same label form one group under it. Without it, runs
+    group by their configuration without the seed and are labelled by their preset.
 
     ``baseline`` / ``counterpart``: evaluated source-only / no-depth run(s) (folders or results.json;
     a list for several seeds): the negative transfer rate and the D-Gain are then computed here from the
@@ -115,22 +119,30 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
 
     if not paths:
         raise DadaError("give at least one evaluated run folder or results.json")
+    if labels is not None and len(labels) != len(paths):
+        raise DadaError(f"give one label per run: {len(labels)} labels for {len(paths)} runs")
     loaded = with_references([load_results(p) for p in paths], baseline, counterpart)
     classes = {r["result"]["num_classes"] for r in loaded}
     if len(classes) > 1:
         raise DadaError(f"the runs use different class sets ({sorted(classes)} classes): compare runs of one "
                         "class set")
-    groups: dict[str, list[dict]] = {}
-    for results in loaded:
-        groups.setdefault(_group_key(results), []).append(results)
-    labels: dict[str, int] = {}
     rows = []
-    for runs in groups.values():
-        label = _group_label(runs[0])
-        labels[label] = labels.get(label, 0) + 1
-        if labels[label] > 1:
-            label = f"{label} ({labels[label]})"
-        rows.append(aggregate(runs, label))
+    if labels is not None:
+        given: dict[str, list[dict]] = {}
+        for label, results in zip(labels, loaded, strict=True):
+            given.setdefault(label, []).append(results)
+        rows = [aggregate(runs, label) for label, runs in given.items()]
+    else:
+        groups: dict[str, list[dict]] = {}
+        for results in loaded:
+            groups.setdefault(_group_key(results), []).append(results)
+        seen: dict[str, int] = {}
+        for runs in groups.values():
+            label = _group_label(runs[0])
+            seen[label] = seen.get(label, 0) + 1
+            if seen[label] > 1:
+                label = f"{label} ({seen[label]})"
+            rows.append(aggregate(runs, label))
     num_classes = classes.pop()
     class_names = loaded[0]["result"]["class_names"]
     table = "Table 1" if num_classes == 16 else "Table 2"
