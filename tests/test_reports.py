@@ -38,6 +38,15 @@ def test_colorize_overlay_depth_arrays(tmp_path):
     assert cv2.imread(str(tmp_path / "c.png"))[0, 70][::-1].tolist() == [0, 0, 142]
 
 
+def test_bar_colours_distinct_for_the_studys_eighteen_set_ups(tmp_path):
+    """The ablation chart has 18 set-ups: tab10 repeated S1's colour for CLAN; each gets its own now."""
+    for n in (3, 10, 18, 20):
+        assert len(set(figures.series_colours(n))) == n
+    assert len(figures.series_colours(25)) == 25  # beyond 20: colours repeat, nothing fails
+    series = {f"set-up {k}": [0.1 * (k % 10)] * 16 for k in range(18)}
+    read_back(figures.iou_bar_chart(series, CLASSES_16.names, tmp_path / "bars.png"))
+
+
 def test_figures_written_and_readable(tmp_path):
     rng = np.random.default_rng(0)
     label = rng.integers(0, 16, (48, 96))

@@ -148,6 +148,14 @@ def _short(name: str, limit: int = 28) -> str:
     return name if len(name) <= limit else "…" + name[-limit + 1:]
 
 
+def series_colours(n: int) -> list[tuple[float, ...]]:
+    """``n`` bar colours: tab10 up to 10 series, tab20 up to 20 (all distinct), then tab20 again."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(k % cmap.N) for k in range(n)]
+
+
 def iou_bar_chart(series: Mapping[str, Sequence[float]], class_names: Sequence[str], path: str | os.PathLike,
                   errors: Mapping[str, Sequence[float]] | None = None, title: str = "IoU per class",
                   summary: Mapping[str, float] | None = None,
@@ -161,9 +169,7 @@ def iou_bar_chart(series: Mapping[str, Sequence[float]], class_names: Sequence[s
     axis = figure.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(labels))
     positions = np.arange(len(names))
-    from matplotlib import colormaps
-
-    colours = colormaps["tab10"]
+    colours = series_colours(len(labels))
     for k, label in enumerate(labels):
         raw = list(series[label]) + ([summary[label]] if summary else [])
         values = [100 * v if _defined(v) else 0.0 for v in raw]
@@ -173,7 +179,7 @@ def iou_bar_chart(series: Mapping[str, Sequence[float]], class_names: Sequence[s
             # no error bar on an absent class (NaN IoU) or a single run (None)
             err = [100 * e if _defined(e) and _defined(v) else 0.0 for e, v in zip(spread, raw, strict=True)]
         axis.bar(positions + (k - (len(labels) - 1) / 2) * width, values, width, label=label,
-                 color=colours(k % 10), yerr=err, capsize=2 if err else 0, edgecolor="black", linewidth=0.3)
+                 color=colours[k], yerr=err, capsize=2 if err else 0, edgecolor="black", linewidth=0.3)
     axis.set_xticks(positions)
     axis.set_xticklabels(names, rotation=45, ha="right", fontsize=9)
     axis.set_ylabel("IoU (%)")
