@@ -126,23 +126,18 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
     if len(classes) > 1:
         raise DadaError(f"the runs use different class sets ({sorted(classes)} classes): compare runs of one "
                         "class set")
+    groups: dict[str, list[dict]] = {}
+    keys = labels if labels is not None else [_group_key(r) for r in loaded]
+    for key, results in zip(keys, loaded, strict=True):
+        groups.setdefault(key, []).append(results)
+    seen: dict[str, int] = {}
     rows = []
-    if labels is not None:
-        given: dict[str, list[dict]] = {}
-        for label, results in zip(labels, loaded, strict=True):
-            given.setdefault(label, []).append(results)
-        rows = [aggregate(runs, label) for label, runs in given.items()]
-    else:
-        groups: dict[str, list[dict]] = {}
-        for results in loaded:
-            groups.setdefault(_group_key(results), []).append(results)
-        seen: dict[str, int] = {}
-        for runs in groups.values():
-            label = _group_label(runs[0])
-            seen[label] = seen.get(label, 0) + 1
-            if seen[label] > 1:
-                label = f"{label} ({seen[label]})"
-            rows.append(aggregate(runs, label))
+    for key, runs in groups.items():
+        label = key if labels is not None else _group_label(runs[0])  # given labels are already unique keys
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            label = f"{label} ({seen[label]})"
+        rows.append(aggregate(runs, label))
     num_classes = classes.pop()
     class_names = loaded[0]["result"]["class_names"]
     table = "Table 1" if num_classes == 16 else "Table 2"
