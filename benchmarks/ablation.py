@@ -96,6 +96,8 @@ TABLE1 = (
 TABLE1_ORDER = ("spigan_nopi", "spigan", "adaptsegnet", "adaptpatch", "clan", "minent", "S2", "S7", "oracle")
 #: D-Gain pairs: (depth model, its no-depth counterpart)
 DGAIN_PAIRS = (("S7", "S2"), ("spigan", "spigan_nopi"))
+#: Table 3's steps, each one component added (paired by seed); every set-up is also paired with S1
+TABLE3_STEPS = (("S3", "S2"), ("S5", "S4"), ("S6", "S3"), ("S6", "S5"), ("S7", "S6"), ("S7", "S2"))
 DEFAULT_FRACTIONS = (0.1, 0.3, 0.5, 0.7)
 
 
@@ -434,6 +436,132 @@ def d_gains(groups: dict[str, tuple[list[dict], dict]]) -> dict[str, dict]:
     return gains
 
 
+def paired_steps(groups: dict[str, tuple[list[dict], dict]], order: list[str]) -> list[dict]:
+    """mIoU differences paired by seed: every set-up of ``order`` against S1, then Table 3's steps. A step
+    is resolved when |mean| exceeds twice the std of its per-seed differences (at least 2 seeds)."""
+    from dada.evaluation.compare import _mean_std
+
+    pairs = [(key, "S1") for key in order if key != "S1"] + [p for p in TABLE3_STEPS if p[1] != "S1"]
+    steps = []
+    for a, b in pairs:
+        if a not in groups or b not in groups:
+            continue
+        by_seed = {r["model"]["seed"]: r["result"]["miou"] for r in groups[b][0]}
+        per_seed = {r["model"]["seed"]: r["result"]["miou"] - by_seed[r["model"]["seed"]]
+                    for r in groups[a][0] if r["model"]["seed"] in by_seed}
+        if not per_seed:
+            continue
+        mean, std = _mean_std(list(per_seed.values()))
+        if std is None:
+            verdict = "one seed"
+        elif abs(mean) > 2 * std:
+            verdict = "resolved: " + ("higher" if mean > 0 else "lower")
+        else:
+            verdict = "not resolved"
+        steps.append({"a": a, "b": b, "per_seed": per_seed, "mean": mean, "std": std, "verdict": verdict})
+    return steps
+
+
+def run_health(out: Path, by_key: dict[str, Job]) -> dict[str, dict[str, list[float]]]:
+    """Per set-up, per quantity, the per-seed values of what says whether a run adapted at all
+    (``dada.demo.training_health``: each discriminator and fooling loss averaged over the last half of
+    training, the source-val depth AbsRel) and the source-val depth δ<1.25."""
+    from dada.demo import training_health
+
+    health: dict[str, dict[str, list[float]]] = {}
+    for key, job in by_key.items():
+        values: dict[str, list[float]] = {}
+        for seed in job.seeds:
+            folder = run_dir(out, job, seed)
+            one = training_health(folder)
+            quality = json.loads((folder / "results.json").read_text(encoding="utf-8")).get("depth_quality")
+            one["depth_delta1"] = quality.get("delta1") if quality else None
+            for name, value in one.items():
+                if value is not None and math.isfinite(value):
+                    values.setdefault(name, []).append(float(value))
+        if values:
+            health[key] = values
+    return health
+
+
+def val_during_training(out: Path, by_key: dict[str, Job]) -> dict[str, dict[int, dict[int, float]]]:
+    """Per set-up, per seed, the target-val mIoU logged during training (``eval.every``): {iterations done:
+    miou} (``metrics.jsonl`` numbers iterations from 0). Set-ups without such records are left out."""
+    from dada.evaluation.figures import read_metrics
+
+    curves: dict[str, dict[int, dict[int, float]]] = {}
+    for key, job in by_key.items():
+        per_seed = {}
+        for seed in job.seeds:
+            metrics = run_dir(out, job, seed) / "metrics.jsonl"
+            records = read_metrics(metrics) if metrics.is_file() else []
+            points = {int(r["iteration"]) + 1: float(r["miou"]) for r in records if r.get("kind") == "eval"
+                      and isinstance(r.get("miou"), (int, float)) and math.isfinite(r["miou"])}
+            if points:
+                per_seed[seed] = points
+        if per_seed:
+            curves[key] = per_seed
+    return curves
+
+
+def _num_pm(values: list[float], digits: int = 3) -> str:
+    from dada.evaluation.compare import _mean_std
+
+    mean, std = _mean_std(values)
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def paired_lines(steps: list[dict], rows: dict[str, dict]) -> list[str]:
+    lines = ["| step (A − B) | per seed (points) | mean ± std | verdict |", "|---|---|---|---|"]
+    for step in steps:
+        per_seed = ", ".join(f"{seed}: {100 * v:+.1f}" for seed, v in sorted(step["per_seed"].items()))
+        spread = "" if step["std"] is None else f" ± {100 * step['std']:.1f}"
+        lines.append(f"| {rows[step['a']]['label']} − {rows[step['b']]['label']} | {per_seed} | "
+                     f"{100 * step['mean']:+.1f}{spread} | {step['verdict']} |")
+    return lines
+
+
+def health_lines(health: dict[str, dict[str, list[float]]], rows: dict[str, dict]) -> list[str]:
+    lines = ["| Set-up | depth AbsRel (source val) | δ<1.25 (%) | last-half losses (chance: ln 2 = 0.693) |",
+             "|---|---|---|---|"]
+    for key, values in health.items():
+        absrel = _num_pm(values["depth_abs_rel"]) if "depth_abs_rel" in values else "-"
+        delta = values.get("depth_delta1")
+        delta = _pm(statistics.fmean(delta), statistics.stdev(delta) if len(delta) > 1 else None) \
+            if delta else "-"
+        losses = "; ".join(f"`{name}` {_num_pm(v)}" for name, v in sorted(values.items())
+                           if name.startswith(("d_", "adv_"))) or "-"
+        lines.append(f"| {rows[key]['label']} | {absrel} | {delta} | {losses} |")
+    return lines
+
+
+def val_curve_lines(curves: dict[str, dict[int, dict[int, float]]], rows: dict[str, dict]) -> list[str]:
+    """One row per set-up (mean ± std over seeds at each logged iteration), and below each set-up other
+    than S1 its difference to S1 paired by seed."""
+    from dada.evaluation.compare import _mean_std
+
+    iterations = sorted({it for per_seed in curves.values() for points in per_seed.values() for it in points})
+
+    def cell(values: list[float], signed: bool = False) -> str:
+        if not values:
+            return "-"
+        mean, std = _mean_std(values)
+        text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
+        return text + ("" if std is None else f" ± {100 * std:.1f}")
+
+    lines = ["| Set-up | " + " | ".join(str(it) for it in iterations) + " |",
+             "|---|" + "---|" * len(iterations)]
+    base = curves.get("S1", {})
+    for key, per_seed in curves.items():
+        lines.append(f"| {rows[key]['label']} (n={len(per_seed)}) | " + " | ".join(
+            cell([p[it] for p in per_seed.values() if it in p]) for it in iterations) + " |")
+        if key != "S1" and base:
+            lines.append("| − S1, paired | " + " | ".join(cell([
+                p[it] - base[s][it] for s, p in per_seed.items() if s in base and it in p and it in base[s]],
+                signed=True) for it in iterations) + " |")
+    return lines
+
+
 def comparison_lines(rows: dict[str, dict], keys: list[str]) -> tuple[list[str], list[str]]:
     """Which set-up beats which by more than twice the larger of their two std (over seeds), and which
     pairs stay within it. Needs at least 2 seeds."""
@@ -619,6 +747,26 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
         lines += ["", "D-Gain per seed: " + "; ".join(
             f"{rows[k]['label']} vs {rows[g['counterpart']]['label']}: "
             + ", ".join(f"{100 * v:+.1f}" for v in g["per_seed"]) for k, g in gains.items())]
+    steps = paired_steps(groups, order)
+    lines += ["", "## Paired by seed (generated)", "",
+              "mIoU of A minus mIoU of B trained with the same seed: every set-up against S1, then Table 3's "
+              "steps. Resolved: |mean| above twice the std of the per-seed differences.", ""]
+    lines += paired_lines(steps, rows) if steps else ["No pair with a common seed."]
+    health = run_health(out, by_key)
+    if health:
+        lines += ["", "## Depth branch and discriminators (generated)", "",
+                  "Depth quality of each run's depth head on the source validation images (`results.json`'s "
+                  "`depth_quality`), and each discriminator (`d_*`) and fooling (`adv_*`) loss averaged over "
+                  "the last half of training (`metrics.jsonl`); mean ± std over seeds.", ""]
+        lines += health_lines(health, rows)
+    curves = val_during_training(out, by_key)
+    if curves:
+        lines += ["", "## Target mIoU during training (generated)", "",
+                  "The target-val mIoU (%) each run logged during training (`eval.every`), mean ± std over "
+                  "seeds, after the iterations in the header; each set-up's second row: its difference to S1 "
+                  "of the same seed.",
+                  ""]
+        lines += val_curve_lines(curves, rows)
     reading = (args.reading.read_text(encoding="utf-8").strip() if args.reading is not None else
                "_To be written by a person from the measured comparisons above: where the ordering agrees "
                "with the paper, where it does not, and why (pass it with `--reading FILE`)._")
@@ -639,6 +787,11 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
                                 "aggregate": rows[key]} for key, job in by_key.items()},
                "d_gain": gains, "comparisons": {"beats": beats, "within_spread": within},
                "paper_agreement": paper_agreement(rows, PAPER_TABLE3),
+               "paired": [{**st, "per_seed": {str(k): v for k, v in st["per_seed"].items()}} for st in steps],
+               "health": health,
+               "val_during_training": {key: {str(seed): {str(it): m for it, m in points.items()}
+                                             for seed, points in per_seed.items()}
+                                       for key, per_seed in curves.items()},
                "figures": {k: str(v) for k, v in figures.items()}, "doc": str(doc)}
     from dada.evaluation.evaluator import nan_to_none
     from dada.io import write_json

@@ -34,7 +34,7 @@ def test_small_study_end_to_end(ablation, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DADA_CACHE", str(tmp_path / "cache"))
     out, doc = tmp_path / "study", tmp_path / "docs" / "results.md"
     argv = ["--only", "S1,S7", "--iters", "6", "--seeds", "1", "--measure-steps", "1", "--out", str(out),
-            "--doc", str(doc), *SMALL]
+            "--doc", str(doc), *SMALL, "--override", "eval.every=3"]
     assert ablation.main(argv) == 0
     printed = capsys.readouterr().out
     assert "Estimated time left:" in printed and "benchmark_s7" in printed
@@ -56,6 +56,14 @@ def test_small_study_end_to_end(ablation, tmp_path, monkeypatch, capsys):
                     "## Reading"):
         assert heading in text
     assert f"{100 * s7['result']['miou']:.1f}" in text
+    # generated: S7 paired with S1 of its seed, its depth head and discriminator, mIoU during training
+    assert "| S7 (DADA) − S1 (no adapt.) | 0: " in text and "| one seed |" in text
+    health = summary["health"]["S7"]
+    assert health["depth_abs_rel"] == [pytest.approx(s7["depth_quality"]["abs_rel"])]
+    assert f"| S7 (DADA) | {s7['depth_quality']['abs_rel']:.3f} |" in text and "`d_depth_aware_src`" in text
+    assert "S1" not in summary["health"] or "depth_abs_rel" not in summary["health"]["S1"]  # no depth head
+    assert sorted(summary["val_during_training"]["S7"]["0"]) == ["3", "6"]  # eval.every=3 of 6 iterations
+    assert "## Target mIoU during training (generated)" in text and "| Set-up | 3 | 6 |" in text
     assert "S7 (DADA)" in text and "S1 (no adapt.)" in text
     for name in ("per_class_iou.png", "training_curves.png", "qualitative.png"):
         image = cv2.imread(str(doc.parent / "figures" / "results" / name))
@@ -118,3 +126,32 @@ def test_comparison_lines_need_a_gap_beyond_twice_the_spread(ablation):
                                         {"S1": 32.2, "S2": 40.8, "S3": 40.7})
     assert verdicts[0].endswith("reversed")  # the paper has S2 > S1; here S1 beats S2 beyond the spread
     assert all("one seed" in v for v in verdicts[1:])
+
+
+def _groups(**mious):
+    """``load_group``-shaped groups from {key: [miou of seed 0, seed 1, ...]}."""
+    return {key: ([{"model": {"seed": seed}, "result": {"miou": m}} for seed, m in enumerate(values)], {})
+            for key, values in mious.items()}
+
+
+def test_paired_steps_resolve_only_a_consistent_difference(ablation):
+    groups = _groups(S1=[0.10, 0.14, 0.12], S2=[0.12, 0.16, 0.13], S4=[0.13, 0.10, 0.12], S5=[0.10])
+    steps = {(st["a"], st["b"]): st for st in ablation.paired_steps(groups, ["S1", "S2", "S4", "S5"])}
+    assert list(steps) == [("S2", "S1"), ("S4", "S1"), ("S5", "S1"), ("S5", "S4")]
+    s2 = steps[("S2", "S1")]
+    assert [round(v, 4) for v in s2["per_seed"].values()] == [0.02, 0.02, 0.01]
+    assert s2["verdict"] == "resolved: higher"  # +1.7 ± 0.6 points
+    assert steps[("S4", "S1")]["verdict"] == "not resolved"  # +3, -4, 0 points
+    assert steps[("S5", "S4")]["verdict"] == "one seed" and steps[("S5", "S4")]["std"] is None
+    lines = ablation.paired_lines(list(steps.values()), {k: {"label": k} for k in groups})
+    assert "| S2 − S1 | 0: +2.0, 1: +2.0, 2: +1.0 | +1.7 ± 0.6 | resolved: higher |" in lines
+
+
+def test_val_curve_rows_pair_each_set_up_with_s1(ablation):
+    curves = {"S1": {0: {200: 0.10, 400: 0.14}, 1: {200: 0.12, 400: 0.16}},
+              "S2": {0: {200: 0.11, 400: 0.12}, 1: {200: 0.12, 400: 0.15}}}
+    lines = ablation.val_curve_lines(curves, {"S1": {"label": "S1"}, "S2": {"label": "S2"}})
+    assert lines[0] == "| Set-up | 200 | 400 |"
+    assert lines[2] == "| S1 (n=2) | 11.0 ± 1.4 | 15.0 ± 1.4 |"
+    assert lines[3] == "| S2 (n=2) | 11.5 ± 0.7 | 13.5 ± 2.1 |"
+    assert lines[4] == "| − S1, paired | +0.5 ± 0.7 | -1.5 ± 0.7 |"
