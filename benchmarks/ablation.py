@@ -663,7 +663,7 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
     cfg = config_of(jobs[0], jobs[0].seeds[0], common, out)
     seeds = sorted({s for job in jobs for s in job.seeds})
     command = "python benchmarks/ablation.py " + " ".join(args.argv)
-    lines = ["# Results on the built-in benchmark: the paper's Tables 1, 3 and 4", "",
+    lines = [f"# {args.title}", "",
              f"Written {now_utc()} by `{command.strip()}` (rerun it to reproduce or extend; finished runs "
              f"are reused). Runs and raw numbers: `{out}` (`ablation.json`).", "",
              f"- recipe: setting `{args.setting}` — `{cfg.model.arch}` backbone, {cfg.train.max_iters} "
@@ -831,6 +831,8 @@ def parse_args(argv):
                         "runs already trained and evaluated (each row over the seeds it has)")
     parser.add_argument("--reading", type=Path, default=None, help="a markdown file with the human reading "
                         "of the results, put under the report's '## Reading' heading")
+    parser.add_argument("--title", default="Results on the built-in benchmark: the paper's Tables 1, 3 and 4",
+                        help="the report's heading")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     args.argv = list(argv)

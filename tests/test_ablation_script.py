@@ -81,12 +81,14 @@ def test_small_study_end_to_end(ablation, tmp_path, monkeypatch, capsys):
     # --report-only trains nothing: S2 has no run, so it is left out and named; the reading goes in
     reading = tmp_path / "reading.md"
     reading.write_text("S7 and S1 are two runs of six iterations; nothing is resolved.\n")
-    only = ["--only", "S1,S2,S7", "--seeds", "2", "--report-only", "--reading", str(reading)]
+    only = ["--only", "S1,S2,S7", "--seeds", "2", "--report-only", "--reading", str(reading),
+            "--title", "A small study"]
     assert ablation.main([*argv[2:], *only]) == 0
     assert not (out / "runs" / "S2").exists() and not (out / "runs" / "S7" / "seed1").exists()
     assert (out / "runs" / "S7" / "seed0" / "checkpoints" / "final.pt").stat().st_mtime == final
     text = doc.read_text()
     assert "S7 and S1 are two runs of six iterations" in text and "**S2** (no finished run" in text
+    assert text.startswith("# A small study\n")
     assert "| S7 (DADA) |" in text and "| 1 | 42.6 |" in text  # one seed of S7; the paper's S7
     assert ablation.main([*argv[2:], "--only", "S2", "--report-only"]) == 2  # nothing finished: an error
     # a Table-4-only report (its runs stand in for a 10 % fraction here) plots the fractions' curves
