@@ -556,7 +556,7 @@ def val_curve_lines(curves: dict[str, dict[int, dict[int, float]]], rows: dict[s
         lines.append(f"| {rows[key]['label']} (n={len(per_seed)}) | " + " | ".join(
             cell([p[it] for p in per_seed.values() if it in p]) for it in iterations) + " |")
         if key != "S1" and base:
-            lines.append("| − S1, paired | " + " | ".join(cell([
+            lines.append(f"| {rows[key]['label']} − S1, paired | " + " | ".join(cell([
                 p[it] - base[s][it] for s, p in per_seed.items() if s in base and it in p and it in base[s]],
                 signed=True) for it in iterations) + " |")
     return lines

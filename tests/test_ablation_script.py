@@ -156,4 +156,4 @@ def test_val_curve_rows_pair_each_set_up_with_s1(ablation):
     assert lines[0] == "| Set-up | 200 | 400 |"
     assert lines[2] == "| S1 (n=2) | 11.0 ± 1.4 | 15.0 ± 1.4 |"
     assert lines[3] == "| S2 (n=2) | 11.5 ± 0.7 | 13.5 ± 2.1 |"
-    assert lines[4] == "| − S1, paired | +0.5 ± 0.7 | -1.5 ± 0.7 |"
+    assert lines[4] == "| S2 − S1, paired | +0.5 ± 0.7 | -1.5 ± 0.7 |"
