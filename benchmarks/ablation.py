@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import statistics
 import sys
@@ -662,7 +663,7 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
 
     cfg = config_of(jobs[0], jobs[0].seeds[0], common, out)
     seeds = sorted({s for job in jobs for s in job.seeds})
-    command = "python benchmarks/ablation.py " + " ".join(args.argv)
+    command = "python benchmarks/ablation.py " + shlex.join(args.argv)
     lines = [f"# {args.title}", "",
              f"Written {now_utc()} by `{command.strip()}` (rerun it to reproduce or extend; finished runs "
              f"are reused). Runs and raw numbers: `{out}` (`ablation.json`).", "",
