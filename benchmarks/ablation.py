@@ -420,20 +420,26 @@ def _mean(values) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def paired_by_seed(groups: dict[str, tuple[list[dict], dict]], a: str, b: str) -> dict[int, float]:
+    """mIoU of ``a`` minus mIoU of ``b`` for each seed both have ({} when either is missing)."""
+    if a not in groups or b not in groups:
+        return {}
+    by_seed = {r["model"]["seed"]: r["result"]["miou"] for r in groups[b][0]}
+    return {r["model"]["seed"]: r["result"]["miou"] - by_seed[r["model"]["seed"]] for r in groups[a][0]
+            if r["model"]["seed"] in by_seed}
+
+
 def d_gains(groups: dict[str, tuple[list[dict], dict]]) -> dict[str, dict]:
-    """D-Gain of each depth model over its counterpart, per seed (paired by seed) then mean ± std."""
+    """D-Gain (``dada.evaluation.metrics.d_gain``: depth model minus its no-depth counterpart) of each
+    depth model, per seed (paired by seed) then mean ± std."""
     from dada.evaluation.compare import _mean_std
-    from dada.evaluation.metrics import d_gain
 
     gains = {}
     for model, counterpart in DGAIN_PAIRS:
-        if model not in groups or counterpart not in groups:
-            continue
-        by_seed = {r["model"]["seed"]: r["result"]["miou"] for r in groups[counterpart][0]}
-        values = [d_gain(r["result"]["miou"], by_seed[r["model"]["seed"]]) for r in groups[model][0]
-                  if r["model"]["seed"] in by_seed]
-        mean, std = _mean_std(values)
-        gains[model] = {"counterpart": counterpart, "per_seed": values, "mean": mean, "std": std}
+        values = list(paired_by_seed(groups, model, counterpart).values())
+        if values:
+            mean, std = _mean_std(values)
+            gains[model] = {"counterpart": counterpart, "per_seed": values, "mean": mean, "std": std}
     return gains
 
 
@@ -445,11 +451,7 @@ def paired_steps(groups: dict[str, tuple[list[dict], dict]], order: list[str]) -
     pairs = [(key, "S1") for key in order if key != "S1"] + [p for p in TABLE3_STEPS if p[1] != "S1"]
     steps = []
     for a, b in pairs:
-        if a not in groups or b not in groups:
-            continue
-        by_seed = {r["model"]["seed"]: r["result"]["miou"] for r in groups[b][0]}
-        per_seed = {r["model"]["seed"]: r["result"]["miou"] - by_seed[r["model"]["seed"]]
-                    for r in groups[a][0] if r["model"]["seed"] in by_seed}
+        per_seed = paired_by_seed(groups, a, b)
         if not per_seed:
             continue
         mean, std = _mean_std(list(per_seed.values()))
@@ -463,25 +465,26 @@ def paired_steps(groups: dict[str, tuple[list[dict], dict]], order: list[str]) -
     return steps
 
 
-def run_health(out: Path, by_key: dict[str, Job]) -> dict[str, dict[str, list[float]]]:
-    """Per set-up, per quantity, the per-seed values of what says whether a run adapted at all
-    (``dada.demo.training_health``: each discriminator and fooling loss averaged over the last half of
-    training, the source-val depth AbsRel) and the source-val depth δ<1.25."""
+def run_health(out: Path, jobs: list[Job], groups: dict[str, tuple[list[dict], dict]]
+               ) -> dict[str, dict[str, list[float]]]:
+    """Per set-up, per quantity, the per-seed values of what says whether a run adapted at all: each
+    discriminator and fooling loss averaged over the last half of training (``dada.demo.training_health``)
+    and the source-val depth AbsRel and δ<1.25 (the loaded ``results.json``'s ``depth_quality``)."""
     from dada.demo import training_health
 
     health: dict[str, dict[str, list[float]]] = {}
-    for key, job in by_key.items():
+    for job in jobs:
         values: dict[str, list[float]] = {}
-        for seed in job.seeds:
-            folder = run_dir(out, job, seed)
-            one = training_health(folder)
-            quality = json.loads((folder / "results.json").read_text(encoding="utf-8")).get("depth_quality")
-            one["depth_delta1"] = quality.get("delta1") if quality else None
+        for results in groups[job.setup.key][0]:
+            one = {k: v for k, v in training_health(run_dir(out, job, results["model"]["seed"])).items()
+                   if k.startswith(("d_", "adv_"))}
+            quality = results.get("depth_quality") or {}
+            one["depth_abs_rel"], one["depth_delta1"] = quality.get("abs_rel"), quality.get("delta1")
             for name, value in one.items():
                 if value is not None and math.isfinite(value):
                     values.setdefault(name, []).append(float(value))
         if values:
-            health[key] = values
+            health[job.setup.key] = values
     return health
 
 
@@ -523,13 +526,13 @@ def paired_lines(steps: list[dict], rows: dict[str, dict]) -> list[str]:
 
 
 def health_lines(health: dict[str, dict[str, list[float]]], rows: dict[str, dict]) -> list[str]:
+    from dada.evaluation.compare import _mean_std
+
     lines = ["| Set-up | depth AbsRel (source val) | δ<1.25 (%) | last-half losses (chance: ln 2 = 0.693) |",
              "|---|---|---|---|"]
     for key, values in health.items():
         absrel = _num_pm(values["depth_abs_rel"]) if "depth_abs_rel" in values else "-"
-        delta = values.get("depth_delta1")
-        delta = _pm(statistics.fmean(delta), statistics.stdev(delta) if len(delta) > 1 else None) \
-            if delta else "-"
+        delta = _pm(*_mean_std(values["depth_delta1"])) if "depth_delta1" in values else "-"
         losses = "; ".join(f"`{name}` {_num_pm(v)}" for name, v in sorted(values.items())
                            if name.startswith(("d_", "adv_"))) or "-"
         lines.append(f"| {rows[key]['label']} | {absrel} | {delta} | {losses} |")
@@ -753,7 +756,7 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
               "mIoU of A minus mIoU of B trained with the same seed: every set-up against S1, then Table 3's "
               "steps. Resolved: |mean| above twice the std of the per-seed differences.", ""]
     lines += paired_lines(steps, rows) if steps else ["No pair with a common seed."]
-    health = run_health(out, by_key)
+    health = run_health(out, jobs, groups)
     if health:
         lines += ["", "## Depth branch and discriminators (generated)", "",
                   "Depth quality of each run's depth head on the source validation images (`results.json`'s "
