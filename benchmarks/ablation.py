@@ -508,6 +508,70 @@ def val_during_training(out: Path, by_key: dict[str, Job]) -> dict[str, dict[int
     return curves
 
 
+def class_shifts(groups: dict[str, tuple[list[dict], dict]], order: list[str], top: int = 3) -> list[dict]:
+    """For every set-up of ``order`` but S1, the ``top`` classes whose IoU moved most against S1 (paired by
+    seed, mean over the seeds both have), and where the ground-truth pixels of each went: the share of them
+    predicted as each class (the confusion rows summed over those seeds), by S1 and by the set-up."""
+    import numpy as np
+
+    if "S1" not in groups:
+        return []
+    base = {r["model"]["seed"]: r["result"] for r in groups["S1"][0]}
+
+    def iou(result: dict) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in result["iou"]], dtype=np.float64)
+
+    def went(results: list[dict], c: int) -> list[tuple[str, float]]:
+        """The class itself (its recall), then the two other classes that got most of its pixels."""
+        row = sum(np.asarray(r["confusion"], dtype=np.float64)[c] for r in results)
+        share = row / max(row.sum(), 1.0)
+        names = results[0]["class_names"]
+        others = [j for j in np.argsort(-share, kind="stable") if j != c and share[j] > 0][:2]
+        return [(names[j], float(share[j])) for j in [c, *others]]
+
+    shifts = []
+    for key in order:
+        if key == "S1" or key not in groups:
+            continue
+        pairs = [(r["result"], base[r["model"]["seed"]]) for r in groups[key][0]
+                 if r["model"]["seed"] in base]
+        if not pairs:
+            continue
+        ours, theirs = np.stack([iou(a) for a, _ in pairs]), np.stack([iou(b) for _, b in pairs])
+        deltas = ours - theirs
+        known = ~np.isnan(deltas).all(axis=0)
+        mean_delta = np.where(known, np.nanmean(np.where(known, deltas, 0.0), axis=0), 0.0)
+        for c in [c for c in np.argsort(-np.abs(mean_delta), kind="stable") if known[c]][:top]:
+            shifts.append({"a": key, "class": pairs[0][0]["class_names"][c], "delta": float(mean_delta[c]),
+                           "per_seed": [float(d) for d in deltas[:, c]],
+                           "iou_a": float(np.nanmean(ours[:, c])), "iou_s1": float(np.nanmean(theirs[:, c])),
+                           "went_a": went([a for a, _ in pairs], c),
+                           "went_s1": went([b for _, b in pairs], c),
+                           "seeds": len(pairs)})
+    return shifts
+
+
+def shift_lines(shifts: list[dict], rows: dict[str, dict]) -> list[str]:
+    from dada.evaluation.compare import _mean_std
+
+    def went(pairs: list[tuple[str, float]]) -> str:
+        (name, kept), *others = pairs
+        return f"{name} {100 * kept:.0f} %" + "".join(f", {o} {100 * share:.0f} %" for o, share in others)
+
+    def spread(values: list[float]) -> str:
+        std = _mean_std(values)[1]
+        return "" if std is None else f" ± {100 * std:.1f}"
+
+    lines = ["| Set-up | class | IoU: S1 → set-up | paired change (points) | "
+             "its pixels predicted as, by S1 | … by the set-up |", "|---|---|---|---|---|---|"]
+    for sh in shifts:
+        lines.append(f"| {rows[sh['a']]['label']} (n={sh['seeds']}) | {sh['class']} | "
+                     f"{100 * sh['iou_s1']:.1f} → {100 * sh['iou_a']:.1f} | "
+                     f"{100 * sh['delta']:+.1f}{spread(sh['per_seed'])} | "
+                     f"{went(sh['went_s1'])} | {went(sh['went_a'])} |")
+    return lines
+
+
 def _num_pm(values: list[float], digits: int = 3) -> str:
     from dada.evaluation.compare import _mean_std
 
@@ -763,6 +827,14 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
                   "`depth_quality`), and each discriminator (`d_*`) and fooling (`adv_*`) loss averaged over "
                   "the last half of training (`metrics.jsonl`); mean ± std over seeds.", ""]
         lines += health_lines(health, rows)
+    shifts = class_shifts(groups, order)
+    if shifts:
+        lines += ["", "## Where the pixels went (generated)", "",
+                  "For each set-up, the three classes whose IoU moved most against S1 (paired by seed, "
+                  "mean ± std of the per-seed changes), and how the ground-truth pixels of that class are "
+                  "predicted (the confusion rows summed over the common seeds): the share kept in the class, "
+                  "then the two other classes that took most of them; first by S1, then by the set-up.", ""]
+        lines += shift_lines(shifts, rows)
     curves = val_during_training(out, by_key)
     if curves:
         lines += ["", "## Target mIoU during training (generated)", "",
@@ -793,6 +865,7 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
                "paper_agreement": paper_agreement(rows, PAPER_TABLE3),
                "paired": [{**st, "per_seed": {str(k): v for k, v in st["per_seed"].items()}} for st in steps],
                "health": health,
+               "class_shifts": shifts,
                "val_during_training": {key: {str(seed): {str(it): m for it, m in points.items()}
                                              for seed, points in per_seed.items()}
                                        for key, per_seed in curves.items()},

@@ -64,6 +64,8 @@ def test_small_study_end_to_end(ablation, tmp_path, monkeypatch, capsys):
     assert "S1" not in summary["health"]  # no depth head, no discriminator
     assert sorted(summary["val_during_training"]["S7"]["0"]) == ["3", "6"]  # eval.every=3 of 6 iterations
     assert "## Target mIoU during training (generated)" in text and "| Set-up | 3 | 6 |" in text
+    assert "## Where the pixels went (generated)" in text and "| S7 (DADA) (n=1) | " in text
+    assert {sh["a"] for sh in summary["class_shifts"]} == {"S7"} and len(summary["class_shifts"]) == 3
     assert "S7 (DADA)" in text and "S1 (no adapt.)" in text
     for name in ("per_class_iou.png", "training_curves.png", "qualitative.png"):
         image = cv2.imread(str(doc.parent / "figures" / "results" / name))
@@ -157,3 +159,31 @@ def test_val_curve_rows_pair_each_set_up_with_s1(ablation):
     assert lines[2] == "| S1 (n=2) | 11.0 ± 1.4 | 15.0 ± 1.4 |"
     assert lines[3] == "| S2 (n=2) | 11.5 ± 0.7 | 13.5 ± 2.1 |"
     assert lines[4] == "| S2 − S1, paired | +0.5 ± 0.7 | -1.5 ± 0.7 |"
+
+
+def _result(seed: int, confusion: list[list[int]]) -> dict:
+    import numpy as np
+
+    from dada.evaluation.metrics import iou_from_confusion
+
+    iou = [None if np.isnan(v) else float(v) for v in iou_from_confusion(np.array(confusion))]
+    return {"model": {"seed": seed}, "result": {"class_names": ["road", "building", "sky"], "iou": iou,
+                                               "confusion": confusion}}
+
+
+def test_class_shifts_name_the_class_that_moved_and_where_its_pixels_went(ablation):
+    # S1 keeps sky; S2 sends 90 % of the sky pixels to building at both seeds; road hardly moves
+    s1 = [[[90, 10, 0], [0, 100, 0], [0, 20, 80]], [[88, 12, 0], [0, 100, 0], [0, 30, 70]]]
+    s2 = [[[92, 8, 0], [0, 100, 0], [0, 90, 10]], [[90, 10, 0], [0, 100, 0], [0, 90, 10]]]
+    groups = {"S1": ([_result(i, c) for i, c in enumerate(s1)], {}),
+              "S2": ([_result(i, c) for i, c in enumerate(s2)], {})}
+    shifts = ablation.class_shifts(groups, ["S1", "S2"], top=2)
+    assert [(sh["a"], sh["class"]) for sh in shifts] == [("S2", "sky"), ("S2", "building")]
+    sky = shifts[0]
+    assert sky["delta"] < -0.5 and sky["seeds"] == 2 and len(sky["per_seed"]) == 2
+    assert [name for name, _ in sky["went_a"]] == ["sky", "building"]  # the class itself, then the others
+    assert sky["went_a"][1][1] == pytest.approx(0.9) and sky["went_s1"][0][1] == pytest.approx(0.75)
+    lines = ablation.shift_lines(shifts, {"S1": {"label": "S1"}, "S2": {"label": "S2"}})
+    assert lines[2].startswith("| S2 (n=2) | sky | ")
+    assert "| sky 75 %, building 25 % | sky 10 %, building 90 % |" in lines[2]
+    assert ablation.class_shifts({"S2": groups["S2"]}, ["S2"]) == []  # nothing to pair with
