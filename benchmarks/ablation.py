@@ -540,7 +540,7 @@ def class_shifts(groups: dict[str, tuple[list[dict], dict]], order: list[str], t
         ours, theirs = np.stack([iou(a) for a, _ in pairs]), np.stack([iou(b) for _, b in pairs])
         deltas = ours - theirs
         known = ~np.isnan(deltas).all(axis=0)
-        mean_delta = np.where(known, np.nanmean(np.where(known, deltas, 0.0), axis=0), 0.0)
+        mean_delta = np.nanmean(np.where(known, deltas, 0.0), axis=0)  # a class no run has: 0
         for c in [c for c in np.argsort(-np.abs(mean_delta), kind="stable") if known[c]][:top]:
             shifts.append({"a": key, "class": pairs[0][0]["class_names"][c], "delta": float(mean_delta[c]),
                            "per_seed": [float(d) for d in deltas[:, c]],
