@@ -514,6 +514,8 @@ def class_shifts(groups: dict[str, tuple[list[dict], dict]], order: list[str], t
     predicted as each class (the confusion rows summed over those seeds), by S1 and by the set-up."""
     import numpy as np
 
+    from dada.evaluation.compare import _mean_std
+
     if "S1" not in groups:
         return []
     base = {r["model"]["seed"]: r["result"] for r in groups["S1"][0]}
@@ -543,7 +545,7 @@ def class_shifts(groups: dict[str, tuple[list[dict], dict]], order: list[str], t
         mean_delta = np.nanmean(np.where(known, deltas, 0.0), axis=0)  # a class no run has: 0
         for c in [c for c in np.argsort(-np.abs(mean_delta), kind="stable") if known[c]][:top]:
             shifts.append({"a": key, "class": pairs[0][0]["class_names"][c], "delta": float(mean_delta[c]),
-                           "per_seed": [float(d) for d in deltas[:, c]],
+                           "std": _mean_std(deltas[:, c])[1], "per_seed": [float(d) for d in deltas[:, c]],
                            "iou_a": float(np.nanmean(ours[:, c])), "iou_s1": float(np.nanmean(theirs[:, c])),
                            "went_a": went([a for a, _ in pairs], c),
                            "went_s1": went([b for _, b in pairs], c),
@@ -551,23 +553,22 @@ def class_shifts(groups: dict[str, tuple[list[dict], dict]], order: list[str], t
     return shifts
 
 
-def shift_lines(shifts: list[dict], rows: dict[str, dict]) -> list[str]:
-    from dada.evaluation.compare import _mean_std
+def _signed_pm(mean: float, std: float | None) -> str:
+    """A difference of two mIoUs in points, signed, with the std of its per-seed values when there is one."""
+    return f"{100 * mean:+.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
 
+
+def shift_lines(shifts: list[dict], rows: dict[str, dict]) -> list[str]:
     def went(pairs: list[tuple[str, float]]) -> str:
         (name, kept), *others = pairs
         return f"{name} {100 * kept:.0f} %" + "".join(f", {o} {100 * share:.0f} %" for o, share in others)
-
-    def spread(values: list[float]) -> str:
-        std = _mean_std(values)[1]
-        return "" if std is None else f" ± {100 * std:.1f}"
 
     lines = ["| Set-up | class | IoU: S1 → set-up | paired change (points) | "
              "its pixels predicted as, by S1 | … by the set-up |", "|---|---|---|---|---|---|"]
     for sh in shifts:
         lines.append(f"| {rows[sh['a']]['label']} (n={sh['seeds']}) | {sh['class']} | "
                      f"{100 * sh['iou_s1']:.1f} → {100 * sh['iou_a']:.1f} | "
-                     f"{100 * sh['delta']:+.1f}{spread(sh['per_seed'])} | "
+                     f"{_signed_pm(sh['delta'], sh['std'])} | "
                      f"{went(sh['went_s1'])} | {went(sh['went_a'])} |")
     return lines
 
@@ -583,9 +584,8 @@ def paired_lines(steps: list[dict], rows: dict[str, dict]) -> list[str]:
     lines = ["| step (A − B) | per seed (points) | mean ± std | verdict |", "|---|---|---|---|"]
     for step in steps:
         per_seed = ", ".join(f"{seed}: {100 * v:+.1f}" for seed, v in sorted(step["per_seed"].items()))
-        spread = "" if step["std"] is None else f" ± {100 * step['std']:.1f}"
         lines.append(f"| {rows[step['a']]['label']} − {rows[step['b']]['label']} | {per_seed} | "
-                     f"{100 * step['mean']:+.1f}{spread} | {step['verdict']} |")
+                     f"{_signed_pm(step['mean'], step['std'])} | {step['verdict']} |")
     return lines
 
 
@@ -614,8 +614,7 @@ def val_curve_lines(curves: dict[str, dict[int, dict[int, float]]], rows: dict[s
         if not values:
             return "-"
         mean, std = _mean_std(values)
-        text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
-        return text + ("" if std is None else f" ± {100 * std:.1f}")
+        return _signed_pm(mean, std) if signed else _pm(mean, std)
 
     lines = ["| Set-up | " + " | ".join(str(it) for it in iterations) + " |",
              "|---|" + "---|" * len(iterations)]
