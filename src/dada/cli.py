@@ -17,7 +17,7 @@ from dada.errors import DadaError
 # ---------------------------------------------------------------------------------------------- doctor
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check a dataset folder before training on it")
-    p.add_argument("dataset", help="synthia, cityscapes, mapillary or folder")
+    p.add_argument("dataset", help="synthia, cityscapes, mapillary, camvid or folder")
     p.add_argument("root", help="the dataset's root folder")
     p.add_argument("--spec", help="folder datasets: the YAML spec (default ROOT/dataset.yaml)")
     p.add_argument("--samples", type=int, default=3, help="items fully decoded per split (default 3)")
@@ -153,7 +153,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="ROOT", help="evaluation dataset folder (default: the config's "
                    "data.val.root; @benchmark for the built-in benchmark)")
     p.add_argument("--dataset", metavar="NAME",
-                   help="cityscapes, mapillary, synthia or folder (default: config)")
+                   help="cityscapes, mapillary, camvid, synthia or folder (default: config)")
     p.add_argument("--split", help="split to evaluate (default: the config's data.val.split)")
     p.add_argument("--size", metavar="H,W",
                    help="input size, or 'native' (default: the config's data.val.size)")

@@ -64,16 +64,26 @@ CLASSES_7 = ClassSet(
              (220, 20, 60), (0, 0, 142)),
 )
 
-CLASS_SETS = {16: CLASSES_16, 7: CLASSES_7}
+#: CamVid's 11 classes (SegNet's grouping; label id 11 = void, ignored), drawn in the colours of their
+#: counterparts among the 16 classes so that a 16-class prediction merged to these 11 keeps its colours.
+CLASSES_CAMVID11 = ClassSet(
+    name="camvid11",
+    names=("sky", "building", "pole", "road", "pavement", "tree", "sign-symbol", "fence", "car", "pedestrian",
+           "bicyclist"),
+    palette=((70, 130, 180), (70, 70, 70), (153, 153, 153), (128, 64, 128), (244, 35, 232),
+             (107, 142, 35), (220, 220, 0), (190, 153, 153), (0, 0, 142), (220, 20, 60), (119, 11, 32)),
+)
+
+CLASS_SETS = {16: CLASSES_16, 7: CLASSES_7, 11: CLASSES_CAMVID11}
 
 
 def class_set(num_classes: int) -> ClassSet:
-    """The class set for ``num_classes`` (16 or 7)."""
+    """The class set for ``num_classes`` (16, 7, or 11 for CamVid)."""
     try:
         return CLASS_SETS[int(num_classes)]
     except KeyError:
-        raise DadaError(f"num_classes={num_classes} is not supported: use 16 (SYNTHIA∩Cityscapes) "
-                        f"or 7 (flat, construction, object, nature, sky, human, vehicle)") from None
+        raise DadaError(f"num_classes={num_classes} is not supported: use 16 (SYNTHIA∩Cityscapes), 7 (flat, "
+                        f"construction, object, nature, sky, human, vehicle) or 11 (CamVid)") from None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The dataset factory: a name (``synthia``, ``cityscapes``, ``mapillary``, ``folder``) → its class,
-each defined with its layout, reader and writer in its own module."""
+"""The dataset factory: a name (``synthia``, ``cityscapes``, ``mapillary``, ``camvid``, ``folder``) → its
+class, each defined with its layout, reader and writer in its own module."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dada.data.base import SegmentationDataset
+from dada.data.camvid import CamVidDataset
 from dada.data.cityscapes import CityscapesDataset
 from dada.data.folder import FolderDataset
 from dada.data.mapillary import MapillaryDataset
@@ -16,7 +17,7 @@ from dada.errors import DadaError
 
 DATASETS: dict[str, type[SegmentationDataset]] = {
     "synthia": SynthiaDataset, "cityscapes": CityscapesDataset, "mapillary": MapillaryDataset,
-    "folder": FolderDataset}
+    "camvid": CamVidDataset, "folder": FolderDataset}
 DATASET_NAMES = tuple(DATASETS)
 
 
@@ -32,7 +33,7 @@ def build_dataset(name: str, root: str | os.PathLike, split: str, num_classes: i
                   label_size: str = "input", fraction: float = 1.0, seed: int = 0,
                   augment: Mapping[str, Any] | None = None, list_file: str | os.PathLike | None = None,
                   spec: str | os.PathLike | Mapping | None = None) -> SegmentationDataset:
-    """A dataset of ``name`` (synthia | cityscapes | mapillary | folder) read from ``root``.
+    """A dataset of ``name`` (synthia | cityscapes | mapillary | camvid | folder) read from ``root``.
 
     ``size`` (H, W) resizes images (None keeps the native size; Mapillary letterboxes into it, default
     768×1024). ``label_size='input'`` resizes labels (nearest) to the image size, ``'native'`` keeps the

@@ -25,7 +25,8 @@ from dada.data.readers import image_size
 from dada.errors import DadaError
 
 EXPECTED_COUNTS = {("synthia", "all"): 9400, ("cityscapes", "train"): 2975, ("cityscapes", "val"): 500,
-                   ("mapillary", "training"): 18000, ("mapillary", "validation"): 2000}
+                   ("mapillary", "training"): 18000, ("mapillary", "validation"): 2000,
+                   ("camvid", "train"): 367, ("camvid", "val"): 101, ("camvid", "test"): 233}
 
 
 @dataclass
@@ -128,7 +129,7 @@ def _sample_indices(count: int, samples: int | None) -> list[int]:
 
 def _decode_samples(dataset: str, root: Path, files: SplitFiles, report: Report, spec,
                     samples: int | None) -> None:
-    num_classes = 7 if dataset == "mapillary" else 16
+    num_classes = {"mapillary": 7, "camvid": 11}.get(dataset, 16)
     if dataset == "folder":
         from dada.data.folder import load_spec
 
