@@ -14,6 +14,13 @@ from dada.config import SELECTION_POLICIES
 from dada.errors import DadaError
 
 
+# ------------------------------------------------------------------------------------- option checks
+def _at_least(value: int | None, option: str, low: int) -> None:
+    """An integer option below ``low`` (e.g. ``--batch-size 0``) is an error naming it, before any work."""
+    if value is not None and value < low:
+        raise DadaError(f"{option} must be at least {low}, got {value}")
+
+
 # ---------------------------------------------------------------------------------------------- doctor
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check a dataset folder before training on it")
@@ -60,7 +67,11 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from dada.benchmark import make_benchmark
+    from dada.io import check_replaceable
 
+    _at_least(args.workers, "--workers", 1)
+    if args.force:
+        check_replaceable(args.out, "--force")
     start = time.perf_counter()
     total = args.num_source + args.num_target_train + args.num_target_val
     with tqdm(total=total, unit="img", desc="make-benchmark", file=sys.stderr) as bar:
@@ -90,12 +101,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from dada.config import list_presets
+    from dada.config import list_presets, load_config, methods, split_preset
     from dada.engine import Trainer
     from dada.engine.runs import parse_seeds, resume, train_seeds
 
     if args.list:
-        print("\n".join(list_presets()))
+        presets = list_presets()
+        width = max(map(len, presets))
+        notes = {p: _unverified(methods()[split_preset(p)[1]]["method"]["name"]) for p in presets}
+        print("\n".join(f"{p:{width}s}  {notes[p]}" if notes[p] else p for p in presets))
         return 0
     overrides = list(args.overrides)
     if args.nproc is not None and args.nproc != 1 and "WORLD_SIZE" not in os.environ:
@@ -125,21 +139,30 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     if not args.preset:
         raise DadaError("give a preset (dada train --list shows them) or a YAML file, or --resume RUN_DIR")
+    cfg = load_config(args.preset, overrides)
+    if (note := _unverified(cfg.method.name)) and os.environ.get("RANK", "0") == "0":
+        print(f"note: {args.preset}: {note}", file=sys.stderr)
     if args.seeds:
         summary = train_seeds(args.preset, overrides, parse_seeds(args.seeds))
         print(f"mIoU over seeds {[r['seed'] for r in summary['runs']]}: "
               f"{100 * summary['miou_mean']:.2f} ± {100 * summary['miou_std']:.2f} ({summary['selection']})")
         return 0
-    from dada.config import load_config
     from dada.engine.distributed import teardown
 
     try:
-        run_dir = Trainer(load_config(args.preset, overrides)).fit()
+        run_dir = Trainer(cfg).fit()
     finally:
         teardown()
     if os.environ.get("RANK", "0") == "0":
         print(f"run folder: {run_dir}")
     return 0
+
+
+def _unverified(method_name: str) -> str | None:
+    """What the method ``method_name`` has not checked against its paper (its class's ``unverified``)."""
+    from dada.methods import METHODS
+
+    return getattr(METHODS.get(method_name), "unverified", None)
 
 
 # ----------------------------------------------------------------------------------------------- eval

@@ -43,6 +43,7 @@ SELECTION_POLICIES = {
 SGD_MODES = ("official", "standard")  # dada.optim
 PRECISIONS = ("fp32", "bf16", "fp16")
 GAN_LOSSES = ("least_squares", "bce")  # SPIGAN's image GAN (method.gan_loss)
+MAX_SEED = 2**32 - 1  # numpy's random seeds lie in [0, 2**32)
 
 
 @dataclass
@@ -361,6 +362,15 @@ def validate(cfg: DictConfig) -> None:
                         f"got {cfg.train.precision!r}")
     if cfg.train.max_iters < 1:
         raise DadaError(f"train.max_iters must be at least 1, got {cfg.train.max_iters}")
+    if not 0 <= cfg.seed <= MAX_SEED:  # numpy's seeds
+        raise DadaError(f"seed must be an integer from 0 to {MAX_SEED}, got {cfg.seed}")
+    if cfg.eval.max_images is not None and cfg.eval.max_images < 1:  # 0 images: a NaN mIoU
+        raise DadaError(f"eval.max_images must be at least 1 or null (all images), got {cfg.eval.max_images}")
+    name = cfg.output.name
+    if name is not None and (not name or Path(name).is_absolute() or ".." in Path(name).parts
+                             or name.startswith("~")):
+        raise DadaError(f"output.name={name!r} must be a relative folder name inside output.root, "
+                        f"without '..'; to write elsewhere, set output.root")
     if cfg.train.keep_last < 1:
         raise DadaError(f"train.keep_last must be at least 1 (resuming needs the newest), "
                         f"got {cfg.train.keep_last}")

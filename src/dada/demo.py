@@ -166,38 +166,77 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, quick: bool = False, s
     GPU. A run's result does not depend on ``jobs``, only on the thread count it trains with.
     """
     from dada.config import load_config, split_preset
-    from dada.engine import Trainer
-    from dada.evaluation import compare_runs, evaluate_run
 
     profile = PROFILES["quick" if quick else "full"]
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise DadaError("--seeds must be at least 1")
+    if jobs is not None and jobs < 1:
+        raise DadaError(f"--jobs must be at least 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise DadaError(f"threads must be at least 1, got {threads}")
+    for item in extra_overrides:
+        if str(item).split("=", 1)[0].strip() in ("seed", "output.root", "output.name"):
+            raise DadaError(f"override {item!r}: the demo sets this itself (seeds with --seeds, the folder "
+                            f"with --out)")
     out = Path(out_dir)
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    elif out.exists() and not (out / "demo.txt").is_file() and any(out.iterdir()):
+    common = [*profile, f"train.device={device}", f"output.root={out}", *extra_overrides]
+    # every setting is checked before anything is deleted or written: a typo never costs a previous demo
+    configs = {}
+    for seed in seed_list:
+        for label, preset in SETUPS:
+            name = f"seed{seed}/{label}_{split_preset(preset)[1]}"
+            overrides = [*common, f"seed={seed}", f"output.name={name}"]
+            configs[(seed, label)] = (preset, name, overrides, load_config(preset, overrides))
+    default_jobs(device)  # a bad --device fails here too
+    from dada.io import check_replaceable
+
+    check_replaceable(out, "--out")
+    if out.exists() and not out.is_dir():
+        raise DadaError(f"{out} exists and is not a folder: choose another --out")
+    if not overwrite and out.exists() and not (out / "demo.txt").is_file() and any(out.iterdir()):
         raise DadaError(f"{out} exists and is not a demo folder: choose another --out, or pass "
                         f"--overwrite to replace it")
+    aside = None
+    if overwrite and out.exists():
+        # the previous folder is moved aside, not deleted, until this demo has finished: a failure puts it
+        # back, a kill leaves it under its new name (printed)
+        aside = out.parent / f".{out.name}.replaced-{os.getpid()}"
+        os.replace(out, aside)
+        _say(f"--overwrite: the previous {out} is kept as {aside} until this demo finishes")
+    try:
+        comparison = _run_demo(out, configs, seed_list, device, threads, jobs)
+    except BaseException:
+        if aside is not None:
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(aside, out)
+            _say(f"the demo failed: the previous {out} is back in place")
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return comparison
+
+
+def _run_demo(out: Path, configs: dict, seed_list: list[int], device: str, threads: int | None,
+              jobs: int | None) -> dict:
+    """The demo's work once every setting has been checked (see :func:`run_demo`)."""
+    from dada.engine import Trainer
+    from dada.evaluation import compare_runs, evaluate_run
+
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo.txt").write_text("dada demo output folder; safe to delete\n")
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
 
-    common = [*profile, f"train.device={device}", f"output.root={out}", *extra_overrides]
-    _prepare_benchmark(load_config(SETUPS[0][1], common))
+    _prepare_benchmark(configs[(seed_list[0], SETUPS[0][0])][3])
     runs: dict[str, list[Path]] = {label: [] for label, _ in SETUPS}
     total = len(SETUPS) * len(seed_list)
-    if jobs is not None and jobs < 1:
-        raise DadaError(f"--jobs must be at least 1, got {jobs}")
     jobs = min(jobs or default_jobs(device), total)
     tasks = []
     for seed in seed_list:
-        for label, preset in SETUPS:
-            name = f"seed{seed}/{label}_{split_preset(preset)[1]}"
-            overrides = [*common, f"seed={seed}", f"output.name={name}"]
-            cfg = load_config(preset, overrides)  # a bad override fails here, before anything trains
+        for label, _ in SETUPS:
+            preset, name, overrides, cfg = configs[(seed, label)]
             _say(f"training {label} ({cfg.method.name}), seed {seed} [{len(tasks) + 1}/{total}]: "
                  f"{cfg.train.max_iters} iterations of {cfg.model.arch} -> {out / name}")
             if jobs == 1:
