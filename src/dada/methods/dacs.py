@@ -1,0 +1,204 @@
+"""DACS (Tranheden et al., WACV 2021): self-training with an EMA teacher, pseudo-labels and ClassMix,
+as its official code does it (``vikolss/DACS`` trainUDA.py at cc6a87f; DAFormer's options one key away).
+
+One iteration (trainUDA.py L367-511), ``i`` the iteration:
+
+1. L_src = CE(student(x_s), y_s), the mean over labelled pixels;
+2. the teacher's softmax on the un-augmented target x_t: pseudo-label ŷ_t = argmax, weight
+   q = #(max-prob ≥ 0.968) / #pixels, one scalar for the batch;
+3. ClassMix: M = the pixels of ⌈n/2⌉ of the n classes in y_s (255 among them, as the code);
+   x_m = M·x_s + (1 − M)·x_t, y_m = M·y_s + (1 − M)·ŷ_t, w_m = M·1 + (1 − M)·q; then colour jitter
+   (strength 0.25, when U(0, 1) > 0.2) and Gaussian blur (when U(0, 1) > 0.5, σ ~ U(0.15, 1.15)) on x_m;
+4. L_mix = mean over all pixels of w_m · CE(student(x_m), y_m) (255 contributes 0);
+5. one backward of L_src + λ_u·L_mix, one SGD step, then θ_t ← a_i·θ_t + (1 − a_i)·θ_s with
+   a_i = min(1 − 1/(i + 1), α).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from dada.errors import DadaError
+from dada.methods import selftraining as st
+from dada.methods.base import Method, forward_upsampled
+from dada.models import Segmenter
+
+try:  # the per-method settings interface (methods own their settings)
+    from dada.methods.base import MethodSettings
+except ImportError:  # pragma: no cover - until the interface lands
+    @dataclass
+    class MethodSettings:  # type: ignore[no-redef]
+        name: str = "dacs"
+
+
+def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                ignore_index: int = 255) -> torch.Tensor:
+    """DACS's ``CrossEntropyLoss2dPixelWiseWeighted`` (utils/loss.py): per-pixel CE (0 where ignored)
+    times the weight, averaged over ALL pixels."""
+    loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+    return torch.mean(loss * weight)
+
+
+class DACS(Method):
+    """DACS; :mod:`dada.methods.dast` builds depth-aware self-training on it."""
+
+    @dataclass
+    class Settings(MethodSettings):
+        name: str = "dacs"
+        alpha: float = 0.99  # EMA α: trainUDA.py L510 (DAFormer's recipe 0.999: dacs_a999_fdthings.py)
+        pseudo_threshold: float = 0.968  # trainUDA.py L467
+        lambda_mix: float = 1.0  # consistency_weight: configs/configUDA.json "consistency_weight": 1
+        # DAFormer's pseudo-label crop (dacs.py L280-286): weight 0 in the top/bottom rows; DACS: none
+        pl_ignore_top: int = 0
+        pl_ignore_bottom: int = 0
+        # ClassMix candidates: DACS draws each image's classes from torch.unique of its own label with 255
+        # kept (trainUDA.py L426-427, the filter commented out); batch_classes: DAFormer's whole-batch
+        # unique (dacs_transforms.py L93, DAFormer#19); mix_ignore false: the paper's "classes" only
+        batch_classes: bool = False
+        mix_ignore: bool = True
+        color_jitter: bool = True  # configUDA.json "color_jitter": true
+        jitter_strength: float = 0.25  # transformsgpu.py L6 default s=.25 (DAFormer's config: 0.2)
+        jitter_skip: float = 0.2  # transformsgpu.py L9: jitter when U(0,1) > 0.2, i.e. with probability 0.8
+        blur: bool = True  # configUDA.json "blur": true; transformsgpu.py L20-22: when U(0,1) > 0.5
+        blur_sigma: list[float] = field(default_factory=lambda: [0.15, 1.15])  # transformsgpu.py L22: U(.15, 1.15)
+        # ema_after_step: DACS updates the teacher after the step with a_i (trainUDA.py L508-511);
+        # false: DAFormer's order, at the start of iteration i > 0 (dacs.py L213-218)
+        ema_after_step: bool = True
+        eval_model: str = "student"  # the network evaluated: student (DACS, DAFormer#23) | teacher
+
+    def __init__(self, cfg: DictConfig, model: Segmenter, device: torch.device):
+        super().__init__(cfg, model, device)
+        method = cfg.method
+        if method.eval_model not in ("student", "teacher"):
+            raise DadaError(f"method.eval_model must be 'student' or 'teacher', got {method.eval_model!r}")
+        if len(method.blur_sigma) != 2 or method.blur_sigma[0] > method.blur_sigma[1]:
+            raise DadaError(f"method.blur_sigma must be [low, high], got {list(method.blur_sigma)}")
+        self.extra_modules["teacher"] = st.make_teacher(model).to(device)
+        self.streams = st.Streams(cfg.seed)
+        self.ema_steps = 0  # EMA updates done (a_i's i)
+        self.pl_weight = float("nan")  # the last pseudo-label weight q
+        self.preprocess = cfg.data.preprocess
+        self.images: dict[str, torch.Tensor] = {}
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self.extra_modules["teacher"]
+
+    # ------------------------------------------------------------------------------------- the step
+    def train_step(self, source: dict, target: dict, iteration: int) -> dict[str, torch.Tensor]:
+        method = self.cfg.method
+        if not method.ema_after_step and self.ema_steps > 0:  # DAFormer: a_i at the start of i > 0
+            st.ema_update_(self.teacher, self.model, self.ema_steps, method.alpha)
+        self.start_step(iteration)
+        loss: dict[str, torch.Tensor] = {}
+        seg_src, depth_src = forward_upsampled(self.model, source["image"])
+        objective = self.source_terms(source, seg_src, depth_src, loss)
+
+        mixed = self.mix(source, target)
+        seg_mix, depth_mix = forward_upsampled(self.model, mixed["image"])
+        loss["seg_mix"] = weighted_ce(seg_mix, mixed["label"], mixed["weight"])
+        objective = objective + method.lambda_mix * loss["seg_mix"]
+        objective = objective + self.mix_terms(mixed, seg_mix, depth_mix, loss)
+        objective.backward()
+
+        self.remember(image_source=source["image"], seg_source=seg_src, depth_source=depth_src,
+                      image_target=target["image"], seg_target=mixed["teacher_seg"],
+                      depth_target=mixed.get("teacher_depth"))
+        if self.keep_outputs:
+            self.images = {"mix/image": mixed["image"][0].detach(), "mix/label": mixed["label"][0].detach(),
+                           "mix/mask": mixed["mask"][0].detach().float(),
+                           "mix/pseudo_weight": mixed["weight"][0].detach()}
+        detached = self.finish_step(loss, iteration)
+        if method.ema_after_step:
+            st.ema_update_(self.teacher, self.model, self.ema_steps, method.alpha)
+        self.ema_steps += 1
+        return detached
+
+    def source_terms(self, source: dict, seg: torch.Tensor, depth: torch.Tensor | None,
+                     loss: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L_src (CrossEntropy2d: the mean over labelled pixels). ``dast`` adds the source berHu."""
+        return self.source_objective(source, seg, depth, loss, depth_supervision=False)
+
+    def mix_terms(self, mixed: dict, seg: torch.Tensor, depth: torch.Tensor | None,
+                  loss: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """Extra terms on the mixed image (none in DACS)."""
+        return 0.0
+
+    @torch.no_grad()
+    def teacher_predict(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The teacher on the un-augmented target, in the official mode (train, Dropout off)."""
+        st.teacher_mode_(self.teacher)
+        return forward_upsampled(self.teacher, image)
+
+    def mix_masks(self, source: dict, target: dict, teacher_depth: torch.Tensor | None) -> torch.Tensor:
+        """N×H×W bool: which pixels come from the source (ClassMix; ``dast`` orders them by depth)."""
+        method = self.cfg.method
+        return st.class_mix_masks(source["label"], self.streams["classes"], batch_classes=method.batch_classes,
+                                  include_ignore=method.mix_ignore)
+
+    def mix(self, source: dict, target: dict) -> dict[str, torch.Tensor]:
+        """Pseudo-labels, ClassMix, then jitter and blur (trainUDA.py L414-479)."""
+        method = self.cfg.method
+        if source["image"].shape != target["image"].shape:
+            raise DadaError(f"DACS mixes source and target pixel by pixel: the batches must have the same "
+                            f"shape, got source {tuple(source['image'].shape)} and target "
+                            f"{tuple(target['image'].shape)}; set data.source.size and batch_size equal to "
+                            f"data.target's")
+        teacher_seg, teacher_depth = self.teacher_predict(target["image"])
+        pseudo, _, weight = st.pseudo_labels(teacher_seg, method.pseudo_threshold)
+        self.pl_weight = weight
+        weights = st.pseudo_weight_map(weight, tuple(pseudo.shape), pseudo.device, method.pl_ignore_top,
+                                       method.pl_ignore_bottom)
+        masks = self.mix_masks(source, target, teacher_depth)
+        # one jitter and one blur decision per iteration for the batch (trainUDA.py L445-452)
+        jitter_u = self.streams.uniform("jitter") if method.color_jitter else 0.0
+        blur_u = self.streams.uniform("blur") if method.blur else 0.0
+        images, labels, pixel_weights = [], [], []
+        for i in range(source["image"].shape[0]):
+            image = st.one_mix(masks[i], source["image"][i], target["image"][i])[None]
+            if jitter_u > method.jitter_skip:  # transformsgpu.colorJitter, per image
+                params = st.sample_jitter(method.jitter_strength, self.streams["jitter"])
+                image = st.from_unit(st.color_jitter(st.to_unit(image, self.preprocess), params), self.preprocess)
+            if blur_u > 0.5:  # transformsgpu.gaussian_blur, σ per image
+                image = st.gaussian_blur(image, self.streams.uniform("blur", *method.blur_sigma))
+            images.append(image)
+            labels.append(st.one_mix(masks[i], source["label"][i], pseudo[i]))
+            pixel_weights.append(st.one_mix(masks[i], torch.ones_like(weights[i]), weights[i]))
+        return {"image": torch.cat(images), "label": torch.stack(labels), "weight": torch.stack(pixel_weights),
+                "mask": masks, "pseudo": pseudo, "teacher_seg": teacher_seg, "teacher_depth": teacher_depth}
+
+    # ------------------------------------------------------------------------ engine-facing extras
+    @property
+    def uses_source_depth(self) -> bool:
+        return False
+
+    def evaluation_network(self) -> nn.Module:
+        return self.teacher if self.cfg.method.eval_model == "teacher" else self.model
+
+    def log_scalars(self) -> dict[str, float]:
+        return {"pseudo_weight": self.pl_weight}
+
+    def log_images(self) -> dict[str, torch.Tensor]:
+        return dict(self.images)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["self_training"] = {"ema_steps": self.ema_steps, "streams": self.streams.state_dict(),
+                                  "pl_weight": self.pl_weight}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        extra = state.get("self_training")
+        if extra is None:
+            raise DadaError("the checkpoint has no self-training state (teacher step, random streams): it "
+                            "was not written by this method; resume with the method it was trained with")
+        self.ema_steps = int(extra["ema_steps"])
+        self.streams.load_state_dict(extra["streams"])
+        self.pl_weight = float(extra["pl_weight"])
