@@ -95,6 +95,10 @@ TABLE1 = (
 )
 #: Table 1's rows in the paper's order (SPIGAN pair, AdaptSegNet, AdaptPatch, CLAN, MinEnt, AdvEnt, DADA)
 TABLE1_ORDER = ("spigan_nopi", "spigan", "adaptsegnet", "adaptpatch", "clan", "minent", "S2", "S7", "oracle")
+#: Table 1 rows whose constants are not verified against their paper (docs/methods.md: the stored texts
+#: stop after §1): the report's tables mark them with † and a footnote, never to be read as the paper's
+UNVERIFIED = {"adaptpatch": "AdaptPatch's K, λ_d, λ_adv and patch grid", "spigan_nopi": "SPIGAN's α–δ",
+              "spigan": "SPIGAN's α–δ"}
 #: D-Gain pairs: (depth model, its no-depth counterpart)
 DGAIN_PAIRS = (("S7", "S2"), ("spigan", "spigan_nopi"))
 #: Table 3's steps, each one component added (paired by seed); every set-up is also paired with S1
@@ -676,6 +680,21 @@ def paper_agreement(rows: dict[str, dict], paper: dict[str, float]) -> list[str]
     return lines
 
 
+def dagger(key: str, label: str) -> str:
+    """``label`` with † when the set-up's constants are not verified against its paper (``UNVERIFIED``)."""
+    return f"{label}†" if key in UNVERIFIED else label
+
+
+def unverified_footnote(keys) -> list[str]:
+    """The footnote that explains the † of the rows in ``keys`` (none: no lines)."""
+    keys = set(keys)
+    marked = list(dict.fromkeys(text for key, text in UNVERIFIED.items() if key in keys))
+    if not marked:
+        return []
+    return ["", "† constants not verified against the paper: " + "; ".join(marked) + " (docs/methods.md "
+            "gives where each value comes from); read these rows as our implementation, not the paper's."]
+
+
 def _pm(mean, std, digits=1) -> str:
     from dada.evaluation.reports import pct_pm
 
@@ -748,10 +767,11 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
     notes = [job for job in jobs if job.note]
     lines += [f"Note: {job.setup.label}: {job.note}." for job in notes] + ([""] if notes else [])
 
-    table1 = [rows[k] for k in TABLE1_ORDER if k in rows]
+    table1 = [k for k in TABLE1_ORDER if k in rows]
     lines += ["## Table 1 layout: per-class IoU (%)", ""]
-    lines += paper_table([{**r, "label": f"{r['label']} (n={len(r['runs'])})"} for r in table1],
-                         class_names, num_classes)
+    lines += paper_table([{**rows[k], "label": f"{dagger(k, rows[k]['label'])} (n={len(rows[k]['runs'])})"}
+                          for k in table1], class_names, num_classes)
+    lines += unverified_footnote(table1)
     paper1 = [f"{rows[k]['label']} {v[0] if v[0] is not None else '-'} / {v[1]}"
               for k, v in PAPER_TABLE1.items() if k in rows]
     lines += ["", "Paper (Synthia→Cityscapes, mIoU / mIoU*): " + "; ".join(paper1) + ".", ""]
@@ -791,8 +811,10 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
         per_iter = r["seconds_per_iter"]
         minutes = "-" if per_iter is None else f"{per_iter * cfg.train.max_iters / 60:.1f}"
         preset = " ".join([job.preset, *job.setup.overrides])
-        lines.append(f"| {r['label']} | `{preset}` | {'-' if per_iter is None else f'{per_iter:.3f}'} | "
+        seconds = "-" if per_iter is None else f"{per_iter:.3f}"
+        lines.append(f"| {dagger(job.setup.key, r['label'])} | `{preset}` | {seconds} | "
                      f"{cfg.train.max_iters} | {minutes} |")
+    lines += unverified_footnote(job.setup.key for job in jobs)
 
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({os.path.relpath(path, doc.parent)})" for name, path in figures.items()]

@@ -187,3 +187,14 @@ def test_class_shifts_name_the_class_that_moved_and_where_its_pixels_went(ablati
     assert lines[2].startswith("| S2 (n=2) | sky | ")
     assert "| sky 75 %, building 25 % | sky 10 %, building 90 % |" in lines[2]
     assert ablation.class_shifts({"S2": groups["S2"]}, ["S2"]) == []  # nothing to pair with
+
+
+def test_rows_with_unverified_constants_carry_a_dagger_and_one_footnote(ablation):
+    assert set(ablation.UNVERIFIED) <= {setup.key for setup in ablation.TABLE1}
+    assert ablation.dagger("adaptpatch", "AdaptPatch") == "AdaptPatch†"
+    assert ablation.dagger("clan", "CLAN") == "CLAN" and ablation.dagger("S7", "S7 (DADA)") == "S7 (DADA)"
+    assert ablation.unverified_footnote(["S1", "clan"]) == []
+    note = ablation.unverified_footnote(["spigan_nopi", "spigan", "adaptpatch", "S2"])
+    assert note == ablation.unverified_footnote(["adaptpatch", "spigan"])  # the same text whatever the order
+    assert note[0] == "" and note[1].startswith("† constants not verified against the paper")
+    assert note[1].count("SPIGAN's α–δ") == 1 and "AdaptPatch's K, λ_d, λ_adv and patch grid" in note[1]

@@ -208,6 +208,20 @@ def test_cli_train_resume_list_and_errors(data, tmp_path, capsys):
     assert len(methods()) == 17  # S1–S7, 3 aliases, MinEnt, AdaptSegNet, the 5 comparison presets
 
 
+def test_presets_with_unverified_constants_say_so(tmp_path, capsys):
+    assert main(["train", "--list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["benchmark_adaptpatch"].endswith("K, λ_d, λ_adv and the patch grid not verified against the "
+                                                  "paper (docs/methods.md)")
+    for preset in ("benchmark_spigan", "synthia2cityscapes_spigan_nopi"):
+        assert "α–δ not verified against the paper" in lines[preset]
+    assert lines["benchmark_dada"] == "benchmark_dada" and lines["benchmark_clan"] == "benchmark_clan"
+    # a run of such a preset says it when it starts (here one that then stops at its unknown device)
+    assert main(["train", "benchmark_spigan", "train.device=nonsense", f"output.root={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "note: benchmark_spigan: α–δ not verified" in err and "train.device" in err
+
+
 def test_best_on_val_selects_on_the_validation_set_and_says_so(data, tmp_path):
     cfg = load_config("benchmark_s2", overrides(data, "x", tmp_path, "train.max_iters=4", "eval.every=2",
                                                 "eval.selection=best-on-val", "train.checkpoint_every=2",

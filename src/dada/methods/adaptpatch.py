@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -186,6 +187,10 @@ class AdaptPatch(Method):
     + λ_adv·L_adv on the softmax output (one discriminator per ``method.adversarial`` entry, AdaptSegNet);
     discriminators on detached maps (halved as AdaptSegNet when ``method.halve_d_loss``). H steps in the
     segmenter's SGD at the head rate (10×); the discriminators share one Adam (``train.lr_d``)."""
+
+    #: what is not checked against the paper; ``dada train --list`` and the start of a run print it
+    unverified: ClassVar[str] = ("K, λ_d, λ_adv and the patch grid not verified against the paper "
+                                 "(docs/methods.md)")
 
     def __init__(self, cfg: DictConfig, model: Segmenter, device: torch.device):
         super().__init__(cfg, model, device)

@@ -222,6 +222,8 @@ class SPIGAN(Method):
     ``method.privileged_arch`` (default ``model.arch``)."""
 
     needs_target: ClassVar[bool] = True
+    #: what is not checked against the paper; ``dada train --list`` and the start of a run print it
+    unverified: ClassVar[str] = "α–δ not verified against the paper (docs/methods.md)"
 
     def __init__(self, cfg: DictConfig, model: Segmenter, device: torch.device,
                  perceptual: nn.Module | None = None, privileged_backbone: nn.Module | None = None):
