@@ -4,7 +4,9 @@
 * :mod:`~dada.benchmark.styles`: the two domains' worlds (camera, statistics, colours);
 * :mod:`~dada.benchmark.scene`: scene sampling, one function per kind of object;
 * :mod:`~dada.benchmark.shading`: the two renderings (source flat, target photographic);
-* :mod:`~dada.benchmark.writer`: ``make_benchmark`` through the datasets' writers;
+* :mod:`~dada.benchmark.writer`: ``make_benchmark`` through the datasets' writers (``version`` 1 or 2,
+  version 2's shift ladder ``shift``: none | appearance | content | full);
+* :mod:`~dada.benchmark.fingerprint`: class shares, horizon rows, object sizes and the colour probe;
 * :mod:`~dada.benchmark.cache`: ``ensure_benchmark`` (generated once per parameter set) and
   ``resolve_root`` (``@benchmark`` dataset roots).
 
@@ -12,7 +14,15 @@
 """
 
 from dada.benchmark.cache import benchmark_params, default_cache_dir, ensure_benchmark, resolve_root
-from dada.benchmark.writer import DEFAULTS, GENERATOR_VERSION, generate_sample, make_benchmark
+from dada.benchmark.writer import (
+    DEFAULTS,
+    DEFAULTS_V2,
+    GENERATOR_VERSION,
+    GENERATOR_VERSIONS,
+    SHIFTS,
+    generate_sample,
+    make_benchmark,
+)
 
-__all__ = ["DEFAULTS", "GENERATOR_VERSION", "benchmark_params", "default_cache_dir", "ensure_benchmark",
-           "generate_sample", "make_benchmark", "resolve_root"]
+__all__ = ["DEFAULTS", "DEFAULTS_V2", "GENERATOR_VERSION", "GENERATOR_VERSIONS", "SHIFTS", "benchmark_params",
+           "default_cache_dir", "ensure_benchmark", "generate_sample", "make_benchmark", "resolve_root"]

@@ -10,19 +10,33 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dada.benchmark import writer
-from dada.benchmark.writer import DEFAULTS, GENERATOR_VERSION, check_params
+from dada.benchmark.writer import (
+    DEFAULTS,
+    DEFAULTS_V2,
+    GENERATOR_VERSION,
+    GENERATOR_VERSIONS,
+    check_params,
+    version_options,
+)
 from dada.errors import DadaError
 
 
 def benchmark_params(**params) -> dict:
-    """The full parameter set (defaults filled in) that identifies a generated benchmark."""
+    """The full parameter set (defaults filled in) that identifies a generated benchmark. Version 1's
+    (the default) has the keys it always had, so its cache folders keep their names; version 2's adds
+    ``version``, ``shift`` and ``fog`` and takes its own defaults (:data:`DEFAULTS_V2`)."""
+    opts = version_options(params.pop("version", None) or 1, params.pop("shift", None), params.pop("fog", None))
     unknown = set(params) - set(DEFAULTS)
     if unknown:
-        raise DadaError(f"unknown benchmark parameter(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
+        known = sorted([*DEFAULTS, "version", "shift", "fog"])
+        raise DadaError(f"unknown benchmark parameter(s) {sorted(unknown)}; known: {known}")
+    base = DEFAULTS_V2 if opts else DEFAULTS
+    p = {**{k: base[k] for k in DEFAULTS}, **params}
     p["size"] = list(check_params(p["num_source"], p["num_target_train"], p["num_target_val"], p["size"]))
     p = {k: (int(v) if k != "size" else v) for k, v in p.items()}
-    return {**p, "generator_version": GENERATOR_VERSION}
+    if not opts:
+        return {**p, "generator_version": GENERATOR_VERSION}
+    return {**p, **opts, "generator_version": GENERATOR_VERSIONS[opts["version"]]}
 
 
 def default_cache_dir() -> Path:

@@ -109,7 +109,8 @@ def street_and_camera(rng: np.random.Generator, style: Style, size: tuple[int, i
                  pitch=math.radians(rand_uniform(rng, style.cam_pitch_deg)),
                  yaw=math.radians(rand_uniform(rng, style.cam_yaw_deg)), x=cam_x,
                  hfov=math.radians(rand_uniform(rng, style.hfov_deg)), size=size)
-    return Scene(cam, road_half=road_half, walk=walk, lanes=lanes, terrain=rng.random() < style.terrain_prob)
+    return Scene(cam, road_half=road_half, walk=walk, lanes=lanes, terrain=rng.random() < style.terrain_prob,
+                 bonnet=style.bonnet)
 
 
 def side_streets(st: Street) -> None:

@@ -154,12 +154,10 @@ def _shadow(scene: Scene, geo: Geometry, sun: np.ndarray, step: int = 2) -> np.n
     return cv2.resize(shade.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def shade_target(scene: Scene, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
-    """Cityscapes-like photographic rendering. RGB uint8."""
+def _texture(scene: Scene, geo: Geometry, mat: np.ndarray, rng: np.random.Generator):
+    """Brightness texture (H×W) and the two noise fields it used (fine, coarse): per-object jitter is in the
+    colours; multi-scale value noise, facade storeys, paving, tyre tracks and foliage add the rest."""
     h, w = geo.label.shape
-    rgb, mat = _base_rgb(scene, geo, TARGET_GROUND)
-    rgb = rgb.astype(np.float32)
-    # textures: per-object jitter is in the colours; add multi-scale noise, facade details, paving, asphalt
     fine = _noise(rng, (h, w), h // 2)
     coarse = _noise(rng, (h, w), 6)
     world = geo.world.astype(np.float32)
@@ -176,6 +174,16 @@ def shade_target(scene: Scene, geo: Geometry, rng: np.random.Generator) -> np.nd
     _, y = _facade_coords(geo)
     floors = (mat == FACADE) & (np.mod(y, 3.2) < 0.18) & (np.abs(geo.normal[..., 1]) < 0.5)
     tex = np.where(floors, tex * 0.85, tex)
+    return tex, fine, coarse
+
+
+def shade_target(scene: Scene, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
+    """Cityscapes-like photographic rendering. RGB uint8."""
+    h, w = geo.label.shape
+    rgb, mat = _base_rgb(scene, geo, TARGET_GROUND)
+    rgb = rgb.astype(np.float32)
+    tex, fine, coarse = _texture(scene, geo, mat, rng)
+    world = geo.world.astype(np.float32)
     rgb = rgb * tex[..., None]
     win = _windows(geo, mat)
     glass = np.array([0.12, 0.15, 0.2]) + 0.12 * coarse[..., None] * np.array([1.0, 1.0, 1.1])
@@ -239,11 +247,12 @@ def _vignette(h: int, w: int) -> np.ndarray:
     return (1 - 0.11 * r2).astype(np.float32)
 
 
-def hood_mask(size: tuple[int, int], rng: np.random.Generator | None = None) -> np.ndarray:
-    """The ego-vehicle bonnet: a shallow arc over the bottom ~6% of the image (same for every image)."""
+def hood_mask(size: tuple[int, int], rng: np.random.Generator | None = None, height: float = 0.065) -> np.ndarray:
+    """The ego-vehicle bonnet: a shallow arc over the bottom ``height`` of the image at its centre (on
+    average 0.8 × ``height`` of the pixels; the same for every image)."""
     h, w = size
     x = (np.arange(w) - w / 2) / (w / 2)
-    top = h - (0.065 * h) * (1 - 0.6 * x * x)
+    top = h - (height * h) * (1 - 0.6 * x * x)
     return np.arange(h)[:, None] >= top[None, :]
 
 
@@ -256,4 +265,103 @@ def render(scene: Scene, rng: np.random.Generator, domain: str) -> tuple[np.ndar
     hood = hood_mask(geo.label.shape)
     geo.label[hood] = EGO
     geo.depth[hood] = 0.0
+    return rgb, geo
+
+
+# ------------------------------------------------------------------------------------------- version 2
+#: version 2's bonnet: 0.8 × 0.0575 = 4.6 % of the pixels, Cityscapes' share of "ego vehicle"
+HOOD_V2 = 0.0575
+#: what differs between version 2's renderings (docs/benchmark.md "Version 2"): the shading model, the
+#: textures and the window model are shared; palettes, sky cover and the camera pipeline differ.
+LOOKS = {
+    "source": dict(  # SYNTHIA: a game engine's rendering (Unity), no camera model
+        ground=SOURCE_GROUND, glass=(0.2, 0.28, 0.4), cabin=(0.16, 0.2, 0.28), lamp=(0.9, 0.2, 0.1),
+        sun=(0.5, 1.0), cover=(0.0, 0.5), zenith=(0.3, 0.5, 0.92), horizon=(0.75, 0.85, 0.97),
+        camera=False),
+    "target": dict(  # Cityscapes: a real automotive camera, daytime, good/medium weather
+        ground=TARGET_GROUND, glass=(0.12, 0.15, 0.2), cabin=(0.08, 0.09, 0.11), lamp=(0.6, 0.5, 0.2),
+        sun=(0.3, 1.0), cover=(0.2, 1.0), zenith=(0.45, 0.6, 0.8), horizon=(0.85, 0.87, 0.9),
+        camera=True),
+}
+
+
+def _glass(geo: Geometry, mat: np.ndarray, coarse: np.ndarray, base) -> tuple[np.ndarray, np.ndarray]:
+    """Version 2's one window model: facade windows (storeys of 3.2 m, bays of 3 m), car cabins and bus
+    windows are glass of the look's palette ``base``, brightened by a mottled reflection. Returns the
+    mask and the colours."""
+    vertical = np.abs(geo.normal[..., 1]) < 0.5
+    win = _windows(geo, mat)
+    win |= (mat == CAR_CABIN) & vertical
+    win |= (mat == BUS_BODY) & vertical & (geo.world[..., 1] > 1.6) & (geo.world[..., 1] < 2.6)
+    col = np.asarray(base, np.float32) * (1.0 + 0.5 * coarse[..., None])
+    return win, col
+
+
+def shade_v2(scene: Scene, geo: Geometry, rng: np.random.Generator, look: str, fog: float = 0) -> np.ndarray:
+    """Version 2's rendering of either domain (``look``: source | target). RGB uint8.
+
+    Both: textures (value noise, paving, tyre tracks, storeys, foliage), one window model, sun with Lambert
+    shading and cast shadows, sky light, a sky of gradient and clouds. The target adds the camera: clear-day
+    aerial perspective (visibility 10-40 km) or ``fog`` (visibility in metres, as Foggy Cityscapes: extinction
+    2.996 / visibility), exposure, white balance, tone curve, vignetting, lens blur and sensor noise."""
+    p = LOOKS[look]
+    h, w = geo.label.shape
+    rgb, mat = _base_rgb(scene, geo, p["ground"])
+    rgb = rgb.astype(np.float32)
+    tex, fine, coarse = _texture(scene, geo, mat, rng)
+    world = geo.world.astype(np.float32)
+    rgb = rgb * tex[..., None]
+    win, glass = _glass(geo, mat, coarse, p["glass"])
+    rgb = np.where(win[..., None], glass, rgb)
+    lamp = (mat == LAMP) & (np.mod(world[..., 1] * 3.5, 1.0) < 0.55) & (np.abs(geo.normal[..., 2]) > 0.5)
+    rgb[lamp] = p["lamp"]
+    # sun, sky light and cast shadows
+    az, el = rng.uniform(0, 2 * np.pi), rng.uniform(np.radians(20), np.radians(60))
+    sun = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+    strength = float(rng.uniform(*p["sun"]))  # overcast .. sunny
+    lam = np.clip(geo.normal @ sun.astype(np.float32), 0, 1)
+    shadow = _shadow(scene, geo, sun) if strength > 0.45 else np.zeros((h, w), np.float32)
+    light = 0.45 + 0.2 * (1 - strength) + 0.9 * lam * (1 - shadow) * strength
+    rgb = rgb * light[..., None] * np.array([1.0, 0.96, 0.88], np.float32)
+    # sky: gradient and clouds
+    sky = geo.prim == -2
+    v = (np.arange(h) / h)[:, None, None]
+    sky_col = np.asarray(p["zenith"]) * (1 - v) + np.asarray(p["horizon"]) * v
+    cover = float(rng.uniform(*p["cover"]))
+    clouds = np.clip(cover - 0.5 + 0.8 * _noise(rng, (h, w), 3) + 0.2 * fine, 0, 1)[..., None]
+    sky_rgb = sky_col * (1 - clouds) + np.array([0.92, 0.92, 0.94]) * clouds
+    rgb = np.where(sky[..., None], sky_rgb, rgb)
+    if p["camera"]:
+        visibility = float(fog) if fog else float(rng.uniform(10000, 40000))
+        haze = 1.0 - np.exp(-np.minimum(geo.depth, FAR) * (2.996 / visibility))
+        haze_col = np.asarray(p["horizon"]) * float(rng.uniform(0.85, 1.0))
+        air = rgb * (1 - haze[..., None]) + haze_col * haze[..., None]
+        rgb = np.where(sky[..., None], haze_col if fog else rgb, air)
+    if scene.bonnet:
+        hood = hood_mask((h, w), height=HOOD_V2)
+        rgb[hood] = (np.array([0.1, 0.1, 0.12]) + 0.1 * (np.arange(h)[:, None] / h * np.ones((1, w)))[hood][:, None])
+    if not p["camera"]:
+        rgb = rgb * float(rng.uniform(0.9, 1.1))  # the engine's exposure
+        return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    rgb = rgb * float(rng.uniform(0.85, 1.25)) * rng.uniform(0.9, 1.1, 3)
+    rgb = np.clip(rgb, 0, None)
+    rgb = rgb / (1.0 + 0.35 * rgb)  # soft shoulder
+    rgb = np.power(np.clip(rgb * 1.25, 0, 1), 0.9)
+    rgb = rgb * _vignette(h, w)[..., None]
+    sigma = float(rng.uniform(0.4, 0.9)) * h / 128.0  # the same optical blur at any image size
+    rgb = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), sigma)
+    rgb = rgb + float(rng.uniform(0.005, 0.02)) * rng.standard_normal(rgb.shape, np.float32) * np.sqrt(
+        np.clip(rgb, 0.05, 1)
+    )
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_v2(scene: Scene, rng: np.random.Generator, look: str, fog: float = 0) -> tuple[np.ndarray, Geometry]:
+    """Version 2: geometry and the ``look``'s rendering; a car-mounted camera's bonnet is labelled ego."""
+    geo = render_geometry(scene)
+    rgb = shade_v2(scene, geo, rng, look, fog)
+    if scene.bonnet:
+        hood = hood_mask(geo.label.shape, height=HOOD_V2)
+        geo.label[hood] = EGO
+        geo.depth[hood] = 0.0
     return rgb, geo

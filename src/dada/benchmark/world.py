@@ -119,6 +119,7 @@ class Scene:
     cross: list[tuple[float, float]] = field(default_factory=list)  # Z ranges of side streets
     zebra: list[tuple[float, float]] = field(default_factory=list)  # Z ranges of crossings
     terrain: bool = False  # grass strip between sidewalk and buildings
+    bonnet: bool = False  # version 2: the camera's own bonnet is in view (rendered, labelled ego)
 
     def add(self, kind, lo, hi, label, color, **kw) -> None:
         self.prims.append(

@@ -27,18 +27,29 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dada.benchmark import fingerprint
 from dada.benchmark.scene import sample_scene
-from dada.benchmark.shading import render
-from dada.benchmark.styles import SOURCE_STYLE, TARGET_STYLE
-from dada.benchmark.world import EGO, FAR
+from dada.benchmark.shading import render, render_v2
+from dada.benchmark.styles import SOURCE_STYLE, SOURCE_STYLE_V2, TARGET_STYLE, TARGET_STYLE_V2
+from dada.benchmark.world import EGO, FAR, Geometry, Scene
 from dada.data import cityscapes, synthia
 from dada.data.base import SampleWriter
 from dada.data.classes import CITYSCAPES_LABEL_IDS, CLASSES_16, SYNTHIA_IDS, SYNTHIA_TO_16
 from dada.errors import DadaError
 from dada.io import make_temp_dir, write_image, write_json
 
+#: the generator of benchmark version 1 (the string its ``benchmark.json`` and cache keys carry)
 GENERATOR_VERSION = "2"
+#: benchmark version → generator version; version 1 stays reachable, byte for byte
+GENERATOR_VERSIONS = {1: GENERATOR_VERSION, 2: "3"}
+#: the parameters of benchmark version 1 (the default version)
 DEFAULTS = dict(seed=0, num_source=1000, num_target_train=1000, num_target_val=250, size=(128, 256))
+#: the parameters of benchmark version 2 (docs/benchmark.md "Version 2"): 256×512, the shift ladder
+#: (``shift``: none | appearance | content | full) and an optional fog (meteorological visibility in
+#: metres; 0 = the clear day of Cityscapes)
+DEFAULTS_V2 = dict(seed=0, num_source=400, num_target_train=400, num_target_val=100, size=(256, 512),
+                   shift="full", fog=0)
+SHIFTS = ("none", "appearance", "content", "full")
 #: Cityscapes-like stereo baseline (metres) for the disparity files: d = f·B / Z
 BASELINE = 0.209313
 TRAIN_CITIES = ("aachen", "bochum", "bremen", "cologne", "darmstadt")
@@ -76,12 +87,38 @@ def image_rng(seed: int, domain: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), _DOMAINS[domain], int(index)]))
 
 
-def generate_sample(seed: int, domain: str, index: int, size: tuple[int, int]):
-    """(rgb uint8 H×W×3, geometry) of one image of ``domain`` (source | target_train | target_val)."""
+def generate(seed: int, domain: str, index: int, size: tuple[int, int], version: int = 1,
+             shift: str = "full", fog: float = 0) -> tuple[np.ndarray, Geometry, Scene]:
+    """(rgb uint8 H×W×3, geometry, scene) of one image of ``domain`` (source | target_train | target_val).
+
+    Version 2's ``shift`` picks, for the source, the world and camera (the source's for ``content`` and
+    ``full``, else the target's) and the rendering (the source's for ``appearance`` and ``full``, else the
+    target's); the target is always the target. ``fog`` (visibility in metres, 0 none) is version 2's."""
     rng = image_rng(seed, domain, index)
-    style = SOURCE_STYLE if domain == "source" else TARGET_STYLE
-    scene = sample_scene(rng, style, tuple(size))
-    return render(scene, rng, "source" if domain == "source" else "target")
+    source = domain == "source"
+    if version == 1:
+        style = SOURCE_STYLE if source else TARGET_STYLE
+        scene = sample_scene(rng, style, tuple(size))
+        rgb, geo = render(scene, rng, "source" if source else "target")
+        return rgb, geo, scene
+    world = SOURCE_STYLE_V2 if source and shift in ("content", "full") else TARGET_STYLE_V2
+    look = "source" if source and shift in ("appearance", "full") else "target"
+    scene = sample_scene(rng, world, tuple(size))
+    rgb, geo = render_v2(scene, rng, look, fog=fog)
+    return rgb, geo, scene
+
+
+def generate_sample(seed: int, domain: str, index: int, size: tuple[int, int], version: int = 1,
+                    shift: str = "full", fog: float = 0):
+    """(rgb uint8 H×W×3, geometry) of one image of ``domain`` (source | target_train | target_val)."""
+    rgb, geo, _ = generate(seed, domain, index, size, version, shift, fog)
+    return rgb, geo
+
+
+def horizon_row(scene: Scene) -> float:
+    """Where the road plane's vanishing line crosses the image (pixels from the top): c_y − f·tan(pitch)."""
+    cam = scene.camera
+    return cam.size[0] / 2.0 - cam.focal * math.tan(cam.pitch)
 
 
 def source_name(index: int) -> str:
@@ -99,12 +136,28 @@ def target_stem(split: str, index: int) -> tuple[str, str]:
 WRITER = SampleWriter(atomic=False, png_compression=1)
 
 
-def _write_one(root: Path, seed: int, domain: str, index: int, size: tuple[int, int]) -> np.ndarray:
-    """Render and write one image with its labels and depth; returns the histogram of raw ids."""
-    rgb, geo = generate_sample(seed, domain, index, size)
+def split_of(domain: str, index: int) -> str:
+    """The fingerprint's split of an image: source_train | source_val | target_train | target_val."""
     if domain == "source":
+        return "source_val" if index % SOURCE_VAL_EVERY == SOURCE_VAL_EVERY - 1 else "source_train"
+    return domain
+
+
+def _write_one(root: Path, seed: int, domain: str, index: int, size: tuple[int, int],
+               opts: dict) -> tuple[np.ndarray, dict | None]:
+    """Render and write one image with its labels and depth; returns the histogram of raw ids and, from
+    version 2 on, the image's fingerprint statistics."""
+    rgb, geo, scene = generate(seed, domain, index, size, **opts)
+    stats = None
+    if opts.get("version", 1) >= 2:
+        stats = fingerprint.image_stats(rgb, geo.label, "source" if domain == "source" else "target",
+                                        horizon_row(scene))
+    if domain == "source":
+        depth = geo.depth
+        if (geo.label == EGO).any():  # the target camera's bonnet (shift none / appearance): ~2 m away
+            depth = np.where(geo.label == EGO, 2.0, depth)
         synthia.write_synthia(root / "source", source_name(index), rgb, geo.label,
-                              synthia.centimetres(geo.depth), instance_ids=geo.inst, writer=WRITER)
+                              synthia.centimetres(depth), instance_ids=geo.inst, writer=WRITER)
     else:
         split = "train" if domain == "target_train" else "val"
         city, stem = target_stem(split, index)
@@ -113,22 +166,28 @@ def _write_one(root: Path, seed: int, domain: str, index: int, size: tuple[int, 
             disparity = np.where(valid, geo.focal * BASELINE / np.where(valid, geo.depth, 1.0), 0.0)
         cityscapes.write_cityscapes(root / "target", split, city, stem, rgb, SYN_TO_CS[geo.label],
                                     cityscapes.disparity_png(disparity, valid), writer=WRITER)
-    return np.bincount(geo.label.ravel(), minlength=256)
+    return np.bincount(geo.label.ravel(), minlength=256), stats
 
 
-def _work(job: tuple) -> tuple[str, np.ndarray, int]:
-    root, seed, domain, indices, size = job
+def _work(job: tuple) -> tuple[str, np.ndarray, int, dict]:
+    root, seed, domain, indices, size, opts = job
     hist = np.zeros(256, np.int64)
+    stats: dict = {}
     for index in indices:
-        hist += _write_one(Path(root), seed, domain, index, size)
-    return domain, hist, len(indices)
+        h, s = _write_one(Path(root), seed, domain, index, size, opts)
+        hist += h
+        if s is not None:
+            split = split_of(domain, index)
+            stats[split] = fingerprint.merge(stats.get(split), s)
+    return domain, hist, len(indices), stats
 
 
-def _jobs(root: Path, seed: int, counts: dict[str, int], size, chunk: int) -> list[tuple]:
+def _jobs(root: Path, seed: int, counts: dict[str, int], size, chunk: int, opts: dict) -> list[tuple]:
     jobs = []
     for domain, n in counts.items():
         for start in range(0, n, chunk):
-            jobs.append((str(root), seed, domain, list(range(start, min(n, start + chunk))), tuple(size)))
+            jobs.append((str(root), seed, domain, list(range(start, min(n, start + chunk))), tuple(size),
+                         opts))
     return jobs
 
 
@@ -146,24 +205,60 @@ def check_params(num_source: int, num_target_train: int, num_target_val: int, si
     return h, w
 
 
+def version_options(version, shift, fog) -> dict:
+    """The generator options of ``version`` (1 or 2), checked: ``{}`` for version 1 (whose only shift is
+    ``full``), else ``{"version": 2, "shift": ..., "fog": ...}``."""
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        raise DadaError(f"data.benchmark.version must be 1 or 2, got {version!r}") from None
+    if version not in GENERATOR_VERSIONS:
+        raise DadaError(f"data.benchmark.version must be one of {sorted(GENERATOR_VERSIONS)}, got {version}")
+    shift = "full" if shift is None else str(shift)
+    if shift not in SHIFTS:
+        raise DadaError(f"data.benchmark.shift must be one of {'|'.join(SHIFTS)}, got {shift!r}")
+    try:
+        fog = float(fog or 0)
+    except (TypeError, ValueError):
+        raise DadaError(f"data.benchmark.fog must be a visibility in metres (0: none), got {fog!r}") from None
+    if version == 1:
+        if shift != "full" or fog:
+            raise DadaError("the shift ladder (data.benchmark.shift) and fog are version 2's: set "
+                            "data.benchmark.version=2, or leave shift=full and fog=0 for version 1")
+        return {}
+    if fog < 0 or 0 < fog < 20:
+        raise DadaError(f"data.benchmark.fog is a visibility in metres (>= 20, or 0 for none), got {fog}")
+    return {"version": 2, "shift": shift, "fog": fog}
+
+
 def make_benchmark(
     out: str | os.PathLike,
     seed: int = 0,
-    num_source: int = DEFAULTS["num_source"],
-    num_target_train: int = DEFAULTS["num_target_train"],
-    num_target_val: int = DEFAULTS["num_target_val"],
-    size=DEFAULTS["size"],
+    num_source: int | None = None,
+    num_target_train: int | None = None,
+    num_target_val: int | None = None,
+    size=None,
     workers: int = 2,
     *,
+    version: int = 1,
+    shift: str = "full",
+    fog: float = 0,
     overwrite: bool = False,
     preview: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Generate the benchmark into ``out`` (built under a temporary name, renamed when complete).
 
+    Counts and size left None take ``version``'s defaults (:data:`DEFAULTS`, :data:`DEFAULTS_V2`).
     ``progress(done, total)`` is called as images are written. ``overwrite`` replaces an existing ``out``;
     without it an existing non-empty ``out`` is an error. Returns ``out``.
     """
+    opts = version_options(version, shift, fog)
+    base = DEFAULTS_V2 if opts else DEFAULTS
+    num_source = base["num_source"] if num_source is None else num_source
+    num_target_train = base["num_target_train"] if num_target_train is None else num_target_train
+    num_target_val = base["num_target_val"] if num_target_val is None else num_target_val
+    size = base["size"] if size is None else size
     out = Path(out)
     size = check_params(num_source, num_target_train, num_target_val, size)
     occupied = (out.is_dir() and any(out.iterdir())) or (out.exists() and not out.is_dir())
@@ -182,8 +277,9 @@ def make_benchmark(
                 for city in cities[: max(1, min(len(cities), n))]:
                     (tmp / "target" / kind / split / city).mkdir(parents=True)
         total = sum(counts.values())
-        jobs = _jobs(tmp, seed, counts, size, chunk=16)
+        jobs = _jobs(tmp, seed, counts, size, chunk=16, opts=opts)
         hists = {d: np.zeros(256, np.int64) for d in counts}
+        stats: dict = {}
         done = 0
         if workers <= 1 or len(jobs) == 1:
             results = map(_work, jobs)
@@ -195,8 +291,10 @@ def make_benchmark(
             pool = ctx.Pool(int(workers))
             results = pool.imap_unordered(_work, jobs)
         try:
-            for domain, hist, n in results:
+            for domain, hist, n, part in results:
                 hists[domain] += hist
+                for split, st in part.items():
+                    stats[split] = fingerprint.merge(stats.get(split), st)
                 done += n
                 if progress is not None:
                     progress(done, total)
@@ -210,8 +308,14 @@ def make_benchmark(
         synthia.write_list(tmp / "source", "train", train)
         synthia.write_list(tmp / "source", "val", val)
         if preview:
-            write_preview(tmp / "preview.png", seed, size)
-        write_json(tmp / "benchmark.json", _summary(seed, counts, size, hists, len(train), len(val)))
+            write_preview(tmp / "preview.png", seed, size, opts=opts)
+        summary = _summary(seed, counts, size, hists, len(train), len(val))
+        if opts:  # version 2: the version, the ladder's rung, the fog and the fingerprint
+            summary["generator_version"] = GENERATOR_VERSIONS[opts["version"]]
+            summary["benchmark_version"] = opts["version"]
+            summary["params"].update(shift=opts["shift"], fog=opts["fog"])
+            summary["fingerprint"] = fingerprint.summarise(stats)
+        write_json(tmp / "benchmark.json", summary)
         if out.exists() and overwrite:
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         elif out.is_dir() and not any(out.iterdir()):
@@ -251,14 +355,14 @@ def _summary(seed, counts, size, hists, n_train, n_val) -> dict:
     }
 
 
-def write_preview(path: Path, seed: int, size, rows: int = 4) -> None:
+def write_preview(path: Path, seed: int, size, rows: int = 4, opts: dict | None = None) -> None:
     """A grid: per row, a source sample (RGB, labels, depth) and a target val sample (RGB, labels, depth)."""
     h, w = size
     tiles = []
     for i in range(rows):
         row = []
         for domain in ("source", "target_val"):
-            rgb, geo = generate_sample(seed, domain, i, size)
+            rgb, geo = generate_sample(seed, domain, i, size, **(opts or {}))
             colour = CLASSES_16.colorize(SYN_TO_TRAIN[geo.label])
             d = np.clip(geo.depth, 1.0, FAR)
             grey = np.clip(255 * (1 - np.log(d) / math.log(200.0)), 0, 255).astype(np.uint8)
