@@ -181,7 +181,7 @@ def test_streams_round_trip_their_state():
 
 
 # ------------------------------------------------------------------------------ the method, one step
-def _method_cfg(method_cls, **settings):
+def _method_cfg(method_cls, depth=False, **settings):
     from omegaconf import OmegaConf
 
     from dada.config import load_config
@@ -191,6 +191,7 @@ def _method_cfg(method_cls, **settings):
     cfg.method.update(settings)
     cfg.train.max_iters = 10
     cfg.data.preprocess = "caffe"
+    cfg.model.depth_head = cfg.model.feature_fusion = depth
     return cfg
 
 
@@ -209,7 +210,7 @@ def _build(method_cls, state=None, **settings):
     torch.manual_seed(0)
     depth = settings.pop("_depth", False)
     model = build_segmenter(arch="tiny", num_classes=5, depth_head=depth, feature_fusion=depth).train()
-    method = method_cls(_method_cfg(method_cls, **settings), model, torch.device("cpu"))
+    method = method_cls(_method_cfg(method_cls, depth, **settings), model, torch.device("cpu"))
     if state is not None:
         model.load_state_dict(state["model"])
         method.load_state_dict(state["method"])
