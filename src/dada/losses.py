@@ -31,6 +31,12 @@ TARGET_LABEL = 1
 _LOG_EPS = 1e-30  # the official epsilon inside log2(p + eps)
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision inputs (autocast) are computed in fp32; fp32 and fp64 keep their precision (fp64
+    is how tests compare a loop with the official one free of rounding, tests/official_loop.py)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def seg_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Eq. (1): pixel-wise cross-entropy, mean over pixels whose label is neither ``ignore_index`` nor
     negative.
@@ -46,7 +52,7 @@ def seg_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNOR
     labels = labels.long()
     labels = labels.masked_fill(labels < 0, ignore_index)
     valid = (labels != ignore_index).sum()
-    total = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
+    total = F.cross_entropy(_at_least_fp32(logits), labels, ignore_index=ignore_index, reduction="sum")
     return total / valid.clamp(min=1)
 
 
@@ -61,8 +67,8 @@ def berhu(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = 
     if pred.shape != target.shape:
         raise ValueError(f"berhu expects pred and target of the same shape; got {tuple(pred.shape)} "
                          f"and {tuple(target.shape)}")
-    pred = pred.float()
-    target = target.float()
+    pred = _at_least_fp32(pred)
+    target = _at_least_fp32(target)
     if mask is None:
         residual = (pred - target).abs()
         count = residual.new_tensor(float(residual.numel()))
@@ -88,7 +94,7 @@ def self_information(probabilities: torch.Tensor) -> torch.Tensor:
     """
     if probabilities.dim() != 4:
         raise ValueError(f"self_information expects N×C×H×W probabilities, got {tuple(probabilities.shape)}")
-    p = probabilities.float()
+    p = _at_least_fp32(probabilities)
     return -p * torch.log2(p + _LOG_EPS) / math.log2(p.shape[1])
 
 
@@ -103,13 +109,13 @@ def depth_aware_map(self_info: torch.Tensor, inverse_depth: torch.Tensor) -> tor
             inverse_depth.shape[2:] != self_info.shape[2:] or inverse_depth.shape[0] != self_info.shape[0]:
         raise ValueError(f"depth_aware_map expects self-information N×C×H×W and inverse depth N×1×H×W; "
                          f"got {tuple(self_info.shape)} and {tuple(inverse_depth.shape)}")
-    return self_info * inverse_depth.float()
+    return self_info * _at_least_fp32(inverse_depth)
 
 
 def adversarial_bce(logits: torch.Tensor, domain_label: int | float) -> torch.Tensor:
     """Eq. (6)–(7): binary cross-entropy with logits against a constant map of ``domain_label``
     (:data:`SOURCE_LABEL` = 0, :data:`TARGET_LABEL` = 1), mean over all elements."""
-    logits = logits.float()
+    logits = _at_least_fp32(logits)
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(domain_label)))
 
 
@@ -118,5 +124,5 @@ def entropy(probabilities: torch.Tensor) -> torch.Tensor:
     if probabilities.dim() != 4:
         raise ValueError(f"entropy expects N×C×H×W probabilities, got {tuple(probabilities.shape)}")
     n, c, h, w = probabilities.shape
-    p = probabilities.float()
+    p = _at_least_fp32(probabilities)
     return -(p * torch.log2(p + _LOG_EPS)).sum() / (n * h * w * math.log2(c))
