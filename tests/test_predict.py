@@ -40,7 +40,7 @@ def test_predict_folder_skips_the_corrupt_file(checkpoint, tmp_path, capsys):
     assert "broken.png" in captured.err and "skipping" in captured.err
     assert "3 images" in captured.out
     expected = {f"{name}_{kind}.png" for name in ("a", "sub__b", "c") for kind in ("seg", "overlay", "depth")}
-    assert {p.name for p in out.iterdir()} == expected
+    assert {p.name for p in out.iterdir()} == expected | {"predict.json"}  # the manifest (issue 28)
     seg = cv2.imread(str(out / "a_seg.png"))[..., ::-1]
     assert seg.shape == (40, 80, 3)  # the image's own resolution
     palette = {tuple(c) for c in CLASSES_16.palette}
@@ -50,10 +50,10 @@ def test_predict_folder_skips_the_corrupt_file(checkpoint, tmp_path, capsys):
     assert depth.shape == (40, 80, 3) and depth.std() > 0
     # an output folder inside the input folder: its PNGs are not read back as inputs
     inside = main(["predict", str(checkpoint), str(images), "--out", str(images / "pred"), "--device", "cpu"])
-    assert inside == 0 and len(list((images / "pred").iterdir())) == 9
+    assert inside == 0 and len(list((images / "pred").iterdir())) == 9 + 1  # + predict.json
     assert main(["predict", str(checkpoint), str(images), "--out", str(images / "pred"), "--overwrite",
                  "--device", "cpu"]) == 0
-    assert len(list((images / "pred").iterdir())) == 9
+    assert len(list((images / "pred").iterdir())) == 9 + 1
     capsys.readouterr()
     # the output folder is never reused silently
     again = ["predict", str(checkpoint), str(images / "a.png"), "--out", str(out), "--device", "cpu"]

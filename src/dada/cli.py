@@ -64,8 +64,6 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from tqdm import tqdm
-
     from dada.benchmark import make_benchmark
     from dada.io import check_replaceable
 
@@ -74,7 +72,9 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
         check_replaceable(args.out, "--force")
     start = time.perf_counter()
     total = args.num_source + args.num_target_train + args.num_target_val
-    with tqdm(total=total, unit="img", desc="make-benchmark", file=sys.stderr) as bar:
+    from dada.io import progress_bar
+
+    with progress_bar(total=total, unit="img", desc="make-benchmark") as bar:
         out = make_benchmark(Path(args.out), seed=args.seed, num_source=args.num_source,
                              num_target_train=args.num_target_train, num_target_val=args.num_target_val,
                              size=tuple(args.size), workers=args.workers, overwrite=args.force,
@@ -400,7 +400,15 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \udcXX, never crash
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # dotted overrides may follow options (`dada train PRESET --nproc 4 key=value`): argparse leaves those
+    # after an option unparsed; they join the command's overrides, anything else is still an error
+    strays = [item for item in extra if item.startswith("-") or "=" not in item]
+    if strays or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(strays or extra)}")
+    if extra:
+        args.overrides = [*(args.overrides or []), *extra]
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()

@@ -49,14 +49,13 @@ def _say(message: str) -> None:
 def _prepare_benchmark(cfg) -> None:
     """Generate (or find) the benchmark of ``cfg.data.benchmark`` with a progress bar, so the first
     training does not sit silently while it is made."""
-    from tqdm import tqdm
-
     from dada.benchmark import ensure_benchmark
     from dada.config import to_dict
+    from dada.io import progress_bar
 
     params = {k: v for k, v in to_dict(cfg.data.benchmark).items() if v is not None}
     _say("generating (or reusing) the built-in benchmark")
-    with tqdm(unit="img", desc="benchmark", leave=False) as bar:
+    with progress_bar(unit="img", desc="benchmark", leave=False) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)

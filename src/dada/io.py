@@ -276,3 +276,44 @@ def check_replaceable(target: str | os.PathLike, option: str, *, keep: tuple[str
             raise DadaError(f"{option}: refusing to replace {display(target)}: it holds {display(path)}, an "
                             f"input of this command; choose another output folder")
     return resolved
+
+
+class _LineStream:
+    """A text stream for tqdm when the output is a file or a pipe: each update becomes one plain line
+    (no carriage returns, no cursor moves, no blank clearing lines)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        import re
+
+        line = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).replace("\r", "").strip()
+        if line:
+            self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+#: Seconds between two progress lines when the output is not a terminal.
+PROGRESS_LINE_SECONDS = 10.0
+
+
+def progress_bar(*args: Any, file: Any = None, **kwargs: Any):
+    """A ``tqdm`` bar on ``file`` (default stderr): a live bar in a terminal; in a file or a pipe one line
+    every :data:`PROGRESS_LINE_SECONDS` and one at the end, instead of a wall of carriage returns."""
+    import sys
+
+    from tqdm import tqdm
+
+    stream = file if file is not None else sys.stderr
+    if stream is None:  # no stderr at all (a closed descriptor): no bar
+        return tqdm(*args, disable=True, **kwargs)
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        return tqdm(*args, file=stream, **kwargs)
+    kwargs.pop("dynamic_ncols", None)
+    kwargs["mininterval"] = max(kwargs.get("mininterval", 0.1), PROGRESS_LINE_SECONDS)
+    return tqdm(*args, file=_LineStream(stream), ascii=True, ncols=100, **kwargs)

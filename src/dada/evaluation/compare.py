@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 from dada.errors import DadaError
 from dada.evaluation.evaluator import nan_to_none
 from dada.evaluation.metrics import d_gain, negative_transfer
-from dada.evaluation.reports import load_results, now_utc, paper_table, pct, pct_pm
+from dada.evaluation.reports import load_results, now_utc, paper_table, pct, pct_pm, snapshot_note
 from dada.io import write_json, write_text
 
 
@@ -102,6 +103,18 @@ def _nan(value) -> float:
     return float("nan") if value is None else float(value)
 
 
+def result_warnings(paths: Sequence[str | os.PathLike], loaded: Sequence[Mapping]) -> list[str]:
+    """One line per result that is stale (older than its run's final checkpoint) or of an intermediate
+    snapshot, so that neither is read as a final number."""
+    warnings = []
+    for path, results in zip(paths, loaded, strict=True):
+        if results.get("stale"):
+            warnings.append(f"{path}: STALE: {results['stale']}")
+        elif snapshot_note((results.get("model") or {}).get("snapshot")):
+            warnings.append(f"{path}: from an {snapshot_note(results['model']['snapshot'])}")
+    return warnings
+
+
 def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None, *,
                  overwrite: bool = False, title: str = "Comparison", baseline=None, counterpart=None,
                  labels: Sequence[str] | None = None) -> dict:
@@ -122,6 +135,9 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
     if labels is not None and len(labels) != len(paths):
         raise DadaError(f"give one label per run: {len(labels)} labels for {len(paths)} runs")
     loaded = with_references([load_results(p) for p in paths], baseline, counterpart)
+    warnings = result_warnings(paths, loaded)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     classes = {r["result"]["num_classes"] for r in loaded}
     if len(classes) > 1:
         raise DadaError(f"the runs use different class sets ({sorted(classes)} classes): compare runs of one "
@@ -158,10 +174,12 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
                   "| % of source | " + " | ".join(pct(r["source_fraction"], 0) for r in ordered) + " |",
                   "|---|" + "---|" * len(ordered),
                   "| mIoU (%) | " + " | ".join(pct_pm(r["miou"], r["miou_std"]) for r in ordered) + " |"]
+    if warnings:
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
     lines.append("")
     markdown = "\n".join(lines)
     summary = {"format": "dada-seg-comparison/1", "created": now_utc(), "num_classes": num_classes,
-               "class_names": class_names, "groups": rows, "inputs": [str(p) for p in paths]}
+               "class_names": class_names, "groups": rows, "inputs": [str(p) for p in paths], "warnings": warnings}
     files = {}
     if out_dir is not None:
         out = Path(out_dir)

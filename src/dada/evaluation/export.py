@@ -107,6 +107,7 @@ def onnx_metadata(info: Mapping, settings: Mapping, names: Sequence[str], parity
         "arch": spec.get("arch"), "depth_head": bool(spec.get("depth_head")),
         "outputs": {name: outputs[name] for name in names},
         "source_checkpoint": str(info.get("source")), "iteration": info.get("iteration"),
+        "snapshot": info.get("snapshot"),
     }
     if parity is not None:
         values["parity"] = dict(parity)
@@ -115,6 +116,7 @@ def onnx_metadata(info: Mapping, settings: Mapping, names: Sequence[str], parity
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """The metadata of a model written by :func:`export_onnx`, JSON values decoded."""
+    require_deploy()
     import onnx
 
     path = Path(path)
@@ -159,6 +161,7 @@ def preprocess_with_metadata(rgb_uint8: np.ndarray, metadata: Mapping) -> torch.
 def onnx_session(path: str | os.PathLike, threads: int | None = None, device: str | torch.device = "cpu"):
     """An onnxruntime session (``threads``: intra-op threads, default torch's thread count, which follows
     ``OMP_NUM_THREADS``); CUDA when ``device`` is CUDA and onnxruntime has its provider."""
+    require_deploy()
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -321,6 +324,25 @@ def export_graph(graph: ExportGraph, example: torch.Tensor, path: Path, names: S
     graph.eval()
 
 
+def require_deploy() -> None:
+    """``dada export`` and the onnxruntime backend need the ``deploy`` extra: say which, not a traceback."""
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DadaError(f"ONNX export and inference need {', '.join(missing)}, which are not installed: "
+                        f"pip install 'dada-seg[deploy]'")
+
+
+def check_opset(opset: int | None) -> None:
+    """``--opset``: within the range the exporter knows (checked before anything is loaded)."""
+    from torch.onnx import _constants
+
+    low, high = _constants.ONNX_MIN_OPSET, _constants.ONNX_MAX_OPSET
+    if opset is not None and not low <= int(opset) <= high:
+        raise DadaError(f"--opset must lie in {low}..{high} (this PyTorch's ONNX exporter), got {opset}")
+
+
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, class_map: bool = False,
                 overwrite: bool = False, opset: int | None = None,
                 size: Sequence[int] | str | None = "config", check: bool = True) -> dict:
@@ -330,14 +352,21 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, class_
     checkpoint's evaluation size, 512×1024 for official state dicts). Returns ``{"path", "outputs",
     "metadata", "parity"}``; raises :class:`DadaError` (nothing written) when parity fails.
     """
+    require_deploy()
+    check_opset(opset)
     import onnx
 
     from dada.evaluation.predict import input_settings
+    from dada.evaluation.reports import snapshot_record, warn_snapshot
     from dada.io import atomic_path
     from dada.models import load_segmenter
 
+    if size not in ("config", None) and (len(size) != 2 or min(int(s) for s in size) < 1):
+        raise DadaError(f"--size must be two positive integers H,W, got {list(size)}")
     out = check_output_path(out, overwrite)
     model, info = load_segmenter(checkpoint, map_location="cpu")
+    snapshot = snapshot_record(info)
+    warn_snapshot(snapshot, f"dada export {checkpoint}")
     settings = input_settings(info)
     if size != "config":
         settings["size"] = tuple(int(s) for s in size) if size is not None else None
@@ -356,9 +385,13 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, class_
                             f"{100 * parity['argmax_agreement']:.4f} %, limit "
                             f"{100 * MIN_ARGMAX_AGREEMENT:g} %); nothing written")
         proto = onnx.load(str(raw))
+    written_opset = int(proto.opset_import[0].version)
+    if opset is not None and written_opset != int(opset):
+        raise DadaError(f"--opset {opset}: the exporter wrote opset {written_opset} instead (it cannot target "
+                        f"opset {opset} for this model); nothing written. Use --opset {written_opset} or omit it")
     summary = None if parity is None else {k: v for k, v in parity.items() if k != "checks"} | {
         "shapes": [c["shape"] for c in parity["checks"]]}
-    metadata = onnx_metadata(info, settings, names, summary)
+    metadata = onnx_metadata({**info, "snapshot": snapshot}, settings, names, summary)
     del proto.metadata_props[:]
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
@@ -367,4 +400,4 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, class_
         onnx.save(proto, str(tmp_out))
     return {"path": str(out), "outputs": names, "metadata": metadata,
             "parity": None if parity is None else {**summary, "checks": parity["checks"]},
-            "opset": int(proto.opset_import[0].version), "bytes": out.stat().st_size}
+            "opset": written_opset, "snapshot": snapshot, "bytes": out.stat().st_size}

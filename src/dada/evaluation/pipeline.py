@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,15 @@ from dada.errors import DadaError
 from dada.evaluation.evaluator import EvalResult, evaluate_segmenter
 from dada.evaluation.metrics import DEFAULT_DEPTH_BINS, d_gain, negative_transfer
 from dada.evaluation.predict import OFFICIAL_INPUT_SIZE
-from dada.evaluation.reports import code_version, config_hash, now_utc, write_results
+from dada.evaluation.reports import (
+    code_version,
+    config_hash,
+    load_results,
+    now_utc,
+    snapshot_record,
+    warn_snapshot,
+    write_results,
+)
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -97,7 +106,15 @@ def prepare_out_dir(out_dir: Path, overwrite: bool, *, is_run_folder: bool) -> P
     """A run folder may hold a previous ``results.json``; another folder must be new or empty. Either is
     replaced only with ``overwrite``."""
     if is_run_folder:
+        stale = None
         if (out_dir / "results.json").exists() and not overwrite:
+            try:
+                stale = load_results(out_dir)["stale"]
+            except DadaError:
+                stale = None
+        if stale:  # results of an unfinished run are replaced once it has finished
+            print(f"note: replacing {out_dir / 'results.json'}: {stale}", file=sys.stderr, flush=True)
+        elif (out_dir / "results.json").exists() and not overwrite:
             raise DadaError(f"{out_dir / 'results.json'} exists: pass --overwrite to replace the evaluation, "
                             f"or --out DIR for another folder")
     elif out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
@@ -316,6 +333,9 @@ def _evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *
     for role, ref_path in (("baseline", opts.baseline), ("counterpart", opts.counterpart)):
         if ref_path is not None:
             references[role] = _reference(ref_path, role=role, dataset=eval_set, **common)
+    snapshot = snapshot_record(info)
+    if not opts.all_snapshots or snapshot["run_finished"] is False:
+        warn_snapshot(snapshot, f"dada eval {path}")
     depth_model = uses_depth(info)
     if "counterpart" not in references and "baseline" in references and depth_model \
             and not references["baseline"]["depth"]:
@@ -335,7 +355,7 @@ def _evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *
                   "model_spec": info["model_spec"], "config_hash": config_hash(info.get("config")),
                   "config_hash_without_seed": config_hash(info.get("config"), without_seed=True),
                   "preset": config.get("preset"), "method": (config.get("method") or {}).get("name"),
-                  "seed": config.get("seed"),
+                  "seed": config.get("seed"), "snapshot": snapshot,
                   "source_fraction": ((config.get("data") or {}).get("source") or {}).get("fraction")},
         "config": info.get("config"),
         "dataset": {**settings, "root": str(settings["root"]), "num_images": result.num_images,
@@ -344,6 +364,7 @@ def _evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *
         "snapshots": snapshots,
         "result": result.to_dict(),
         "depth_quality": depth_quality,
+        "notes": evaluation_notes(settings, result, opts, depth_quality, info),
     }
     for role, ref in references.items():
         results[role] = {k: v for k, v in ref.items() if k != "result_obj"} | {
@@ -361,6 +382,19 @@ def _evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *
         (out_dir / old).unlink(missing_ok=True)
     results["out_dir"] = str(out_dir)
     return results
+
+
+def evaluation_notes(settings: Mapping, result: EvalResult, opts: EvalOptions, depth_quality,
+                     info: Mapping) -> list[str]:
+    """What the evaluation could not measure on this target, and why (results.json ``notes``)."""
+    notes = []
+    if opts.depth_bins and result.depth_ranges is None:
+        notes.append(f"IoU by depth range skipped: {settings['name']} split {settings['split']} has no depth "
+                     f"(disparity) to bin pixels by")
+    if info["model_spec"].get("depth_head") and settings["name"] == "camvid":
+        scored = "; the depth head is scored on the source validation images" if depth_quality else ""
+        notes.append(f"depth metrics on the target skipped: CamVid has no depth{scored}")
+    return notes
 
 
 def _evaluate_snapshots(run_dir: Path, eval_set, select: str, common: dict) -> tuple[list, EvalResult,

@@ -67,12 +67,22 @@ def gather_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, str]]
     if not found:
         raise DadaError(f"no images found in {', '.join(map(str, inputs))} (extensions: "
                         f"{', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)})")
-    names: dict[str, int] = {}
+    return unique_names(found)
+
+
+def unique_names(found: Sequence[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """Give every input its own output name: a name already taken (compared case-insensitively, as on
+    macOS and Windows file systems) gets ``_2``, ``_3``, … — the first of those not taken either (a file
+    may itself be called ``a_2``)."""
+    used: set[str] = set()
     unique = []
     for path, name in found:
-        count = names.get(name, 0) + 1
-        names[name] = count
-        unique.append((path, name if count == 1 else f"{name}_{count}"))
+        candidate, count = name, 1
+        while candidate.casefold() in used:
+            count += 1
+            candidate = f"{name}_{count}"
+        used.add(candidate.casefold())
+        unique.append((path, candidate))
     return unique
 
 
@@ -193,9 +203,9 @@ def predict_video(model: torch.nn.Module, path: Path, out_file: Path, *, num_cla
     rate = rate if rate and np.isfinite(rate) and rate > 0 else 25.0
     bar = None
     if progress:
-        from tqdm import tqdm
+        from dada.io import progress_bar
 
-        bar = tqdm(total=total if total > 0 else None, desc=path.name, unit="frame", dynamic_ncols=True)
+        bar = progress_bar(total=total if total > 0 else None, desc=path.name, unit="frame", dynamic_ncols=True)
     frames: list[tuple[np.ndarray, torch.Tensor, tuple[int, int] | None]] = []
     undecodable: list[int] = []
     written = 0
@@ -295,9 +305,9 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
     batch: list[tuple[str, np.ndarray, torch.Tensor, tuple[int, int] | None]] = []
     bar = None
     if progress and images:
-        from tqdm import tqdm
+        from dada.io import progress_bar
 
-        bar = tqdm(total=len(images), desc="predict", unit="img", dynamic_ncols=True)
+        bar = progress_bar(total=len(images), desc="predict", unit="img", dynamic_ncols=True)
 
     def flush() -> None:
         if not batch:
@@ -346,8 +356,10 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
                  f"(frame indices {_ranges(result['undecodable'])})")
         written.append(Path(result["output"]))
         video_results.append(result)
+    if len({p.resolve() for p in written}) != len(written):  # never: unique_names gives each input its own
+        raise DadaError(f"two inputs were written to the same output in {out_dir}; please report this")
     return {"written": written, "skipped": skipped, "images": len(images) - len(skipped),
-            "videos": video_results}
+            "videos": video_results, "names": [(str(p), n) for p, n in files]}
 
 
 def _ranges(indices: Sequence[int]) -> str:
@@ -407,6 +419,7 @@ def predict_checkpoint(checkpoint: str | os.PathLike, inputs: Iterable[str | os.
 
         model = OnnxSegmenter(checkpoint, device=device)
         meta = model.metadata
+        snapshot = meta.get("snapshot")
         settings = {"preprocess": meta["preprocess"],
                     "size": tuple(meta["input_size"]) if meta.get("input_size") else None,
                     "letterbox": bool(meta.get("letterbox")), "num_classes": int(meta["num_classes"])}
@@ -421,14 +434,46 @@ def predict_checkpoint(checkpoint: str | os.PathLike, inputs: Iterable[str | os.
         has_depth = bool(info["model_spec"].get("depth_head"))
         transform = settings["preprocess"]
         source = info.get("source")
+        from dada.evaluation.reports import snapshot_record
+
+        snapshot = snapshot_record(info)
+    from dada.evaluation.reports import warn_snapshot
+
+    warn_snapshot(snapshot, f"dada predict {checkpoint}")
     if depth_video and not has_depth:
         raise DadaError(f"{checkpoint}: --depth needs a model with a depth head; this one has none")
     if size != "config":
         settings["size"] = tuple(size) if size is not None else None
     if preprocess is not None:
         settings["preprocess"] = transform = preprocess
+    previous = _previous_outputs(Path(out_dir))
     result = predict_images(model, inputs, out_dir, num_classes=settings["num_classes"],
                             preprocess=transform, size=settings["size"], batch_size=batch_size,
                             letterbox=settings["letterbox"] and settings["size"] is not None, device=device,
                             overwrite=overwrite, progress=progress, depth_video=depth_video)
-    return {**result, "settings": settings, "checkpoint": source}
+    for old in previous - {p.name for p in result["written"]}:  # a replaced prediction's other outputs
+        (Path(out_dir) / old).unlink(missing_ok=True)
+    manifest = {"format": "dada-seg-predict/1", "checkpoint": source, "snapshot": snapshot,
+                "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()
+                             if not callable(v)},
+                "inputs": [{"path": p, "name": n} for p, n in result["names"]],
+                "outputs": sorted(p.name for p in result["written"]), "skipped": result["skipped"]}
+    from dada.io import write_json
+
+    write_json(Path(out_dir) / PREDICT_MANIFEST, manifest)
+    return {**result, "settings": settings, "checkpoint": source, "snapshot": snapshot}
+
+
+#: What a ``dada predict`` output folder holds: the checkpoint (and snapshot), each input's output name.
+PREDICT_MANIFEST = "predict.json"
+
+
+def _previous_outputs(out_dir: Path) -> set[str]:
+    """The outputs a previous ``dada predict`` into ``out_dir`` listed (plain file names)."""
+    import json
+
+    try:
+        listed = json.loads((out_dir / PREDICT_MANIFEST).read_text(encoding="utf-8")).get("outputs") or []
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {name for name in listed if isinstance(name, str) and name == Path(name).name}

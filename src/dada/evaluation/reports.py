@@ -17,7 +17,9 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,70 @@ def config_hash(config: Mapping | None, *, without_seed: bool = False) -> str | 
     if without_seed:
         config.pop("seed", None)
     return hashlib.sha256(_canonical(config).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------- snapshots
+_ITER_NAME = re.compile(r"^iter_(\d+)\.pt$")
+
+
+def snapshot_record(info: Mapping) -> dict:
+    """Which checkpoint a result came from, as recorded in every output (results.json, the ONNX metadata,
+    predict.json): its file, iteration (of ``train.max_iters``), whether it is an intermediate
+    ``iter_*.pt`` snapshot, whether its run had finished (``checkpoints/final.pt``) and its mtime."""
+    source = Path(str(info.get("source")))
+    in_run = source.parent.name == "checkpoints"
+    record = {"file": source.name, "iteration": info.get("iteration"),
+              "max_iters": ((info.get("config") or {}).get("train") or {}).get("max_iters"),
+              "intermediate": bool(_ITER_NAME.match(source.name)),
+              "run_finished": (source.parent / "final.pt").is_file() if in_run else None,
+              "mtime_ns": None}
+    try:
+        record["mtime_ns"] = source.stat().st_mtime_ns
+    except OSError:
+        pass
+    return record
+
+
+def snapshot_note(record: Mapping | None) -> str | None:
+    """A sentence for an intermediate snapshot (None for a final checkpoint or a given file)."""
+    if not record or not record.get("intermediate"):
+        return None
+    of = f" of {record['max_iters']}" if record.get("max_iters") else ""
+    unfinished = "; the run has no checkpoints/final.pt yet (unfinished)" if record.get("run_finished") is False \
+        else ""
+    return f"intermediate snapshot {record['file']} (iteration {record['iteration']}{of}){unfinished}"
+
+
+def warn_snapshot(record: Mapping | None, what: str) -> None:
+    """Say on stderr that ``what`` uses an intermediate snapshot (nothing for a final checkpoint)."""
+    note = snapshot_note(record)
+    if note:
+        print(f"warning: {what} uses the {note}", file=sys.stderr, flush=True)
+
+
+def stale_reason(results: Mapping, results_dir: str | os.PathLike | None = None) -> str | None:
+    """Why a ``results.json`` is older than its run (None when it is not): it was computed before the run
+    finished (an intermediate snapshot, and the run now has ``checkpoints/final.pt``), or its checkpoint
+    file changed since. ``results_dir``: the folder of the results file (a run folder's own checkpoints
+    are looked up there when the recorded path is relative to another working folder)."""
+    model = results.get("model") or {}
+    record = model.get("snapshot") or {}
+    checkpoint = Path(str(model.get("checkpoint")))
+    if not checkpoint.is_absolute() and not checkpoint.exists() and results_dir is not None:
+        local = Path(results_dir) / "checkpoints" / checkpoint.name
+        checkpoint = local if local.exists() or (Path(results_dir) / "checkpoints").is_dir() else checkpoint
+    folder = checkpoint.parent
+    if folder.name == "checkpoints" and (folder / "final.pt").is_file():
+        was_finished = record.get("run_finished")
+        if was_finished is None:  # written before the record existed: judge by the file name
+            was_finished = not _ITER_NAME.match(checkpoint.name)
+        if not was_finished:
+            return (f"computed from {checkpoint.name} (iteration {model.get('iteration')}) before the run "
+                    f"finished; the run now has checkpoints/final.pt: evaluate it again")
+    mtime = record.get("mtime_ns")
+    if mtime is not None and checkpoint.is_file() and checkpoint.stat().st_mtime_ns != mtime:
+        return f"{checkpoint} changed after these results were computed: evaluate it again"
+    return None
 
 
 def now_utc() -> str:
@@ -141,8 +207,9 @@ def results_markdown(results: Mapping) -> str:
     names = result["class_names"]
     lines = [f"# Evaluation: {model['label']}", ""]
     dataset = results.get("dataset") or {}
+    note = snapshot_note(model.get("snapshot"))
     lines += [f"- checkpoint: `{model.get('checkpoint')}` (iteration {model.get('iteration')}, "
-              f"{model.get('format')})",
+              f"{model.get('format')})" + (f" — **{note}**" if note else ""),
               f"- dataset: {dataset.get('name')} `{dataset.get('root')}` split {dataset.get('split')}, "
               f"{result['num_images']} images, input size {dataset.get('size') or 'native'}, labels at full "
               "resolution",
@@ -212,6 +279,11 @@ def results_markdown(results: Mapping) -> str:
                         [[str(s["iteration"]), pct(s["miou"], 2),
                           *([pct(s.get("miou13"), 2)] if n == 16 else []),
                           "✓" if s["iteration"] == selected else ""] for s in snapshots]) + [""]
+    if result.get("class_map") or results.get("notes"):
+        from dada.evaluation.classmap import markdown
+
+        lines += ["## Notes", ""] + [f"- {line}" for line in (markdown(result["class_map"]) if result.get(
+            "class_map") else [])] + [f"- {note}" for note in results.get("notes") or []] + [""]
     figures = results.get("figures")
     if figures:
         lines += ["## Figures", ""] + [f"- {name}: `{path}`" for name, path in figures.items()] + [""]
@@ -247,4 +319,5 @@ def load_results(path: str | os.PathLike) -> dict:
         raise DadaError(f"{file}: cannot be read as JSON ({error})") from None
     if data.get("format") != RESULTS_FORMAT:
         raise DadaError(f"{file}: not a dada-seg results file (format {RESULTS_FORMAT})")
+    data["stale"] = stale_reason(data, file.parent)
     return data
