@@ -61,3 +61,132 @@ def test_a_failing_demo_overwrite_puts_the_previous_folder_back(tmp_path, monkey
         demo.run_demo(out, quick=True, overwrite=True)
     assert (out / "seed0" / "S1_s1" / "results.json").is_file() and not (out / "partial").exists()
     assert not list(tmp_path.glob(".demo.replaced-*"))
+
+
+# ------------------------------------------------------------------ 3: intermediate results named, stale flagged
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A tiny run trained to the end (final.pt and two iter_*.pt snapshots)."""
+    from dada.config import load_config
+    from dada.engine import Trainer
+    from test_reliability import FAST
+    from test_train_data import tiny_overrides
+
+    data = tmp_path_factory.mktemp("rel2-data")
+    cfg = load_config("benchmark_dada", [*tiny_overrides(data, "tiny", "cityscapes"), *FAST,
+                                         f"output.root={data / 'runs'}", "output.name=run",
+                                         "train.max_iters=4", "train.checkpoint_every=2"])
+    return Trainer(cfg).fit()
+
+
+def _unfinished_copy(run: Path, where: Path) -> tuple[Path, Path]:
+    """A copy of ``run`` as it was before its end: no final.pt (returned, kept aside)."""
+    import shutil
+
+    copy = where / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("results.*", "report.html", "figures"))
+    aside = where / "final.pt"
+    (copy / "checkpoints" / "final.pt").rename(aside)
+    return copy, aside
+
+
+def test_an_unfinished_run_is_named_recorded_and_its_results_flagged_stale(finished_run, tmp_path, capsys):
+    import json
+
+    from dada.evaluation.reports import load_results
+
+    run, final = _unfinished_copy(finished_run, tmp_path)
+    assert cli.main(["eval", str(run), "--figures", "0", "--no-source-depth"]) == 0
+    err = capsys.readouterr().err
+    assert "intermediate snapshot iter_0000004.pt (iteration 4 of 4)" in err and "unfinished" in err
+    snapshot = json.loads((run / "results.json").read_text())["model"]["snapshot"]
+    assert snapshot["intermediate"] and snapshot["run_finished"] is False and snapshot["iteration"] == 4
+    assert "intermediate snapshot" in (run / "results.md").read_text()
+    assert load_results(run)["stale"] is None
+
+    image = tmp_path / "images" / "a.png"
+    image.parent.mkdir()
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(image), np.full((16, 32, 3), 90, np.uint8))
+    assert cli.main(["predict", str(run), str(image.parent), "--out", str(tmp_path / "pred")]) == 0
+    assert "intermediate snapshot iter_0000004.pt" in capsys.readouterr().err
+    manifest = json.loads((tmp_path / "pred" / "predict.json").read_text())
+    assert manifest["snapshot"]["intermediate"] and manifest["inputs"][0]["name"] == "a"
+
+    final.rename(run / "checkpoints" / "final.pt")  # the run finishes
+    assert "before the run finished" in load_results(run)["stale"]
+    assert cli.main(["compare", str(run), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr()
+    assert "STALE" in out.err and "STALE" in (tmp_path / "cmp" / "comparison.md").read_text()
+    # eval no longer refuses: the stale results are replaced (said so), and the new ones are final
+    assert cli.main(["eval", str(run), "--figures", "0", "--no-source-depth"]) == 0
+    assert "replacing" in capsys.readouterr().err
+    results = load_results(run)
+    assert results["stale"] is None and results["model"]["snapshot"]["file"] == "final.pt"
+    # a fresh result is not stale, and eval still refuses to replace it without --overwrite
+    assert cli.main(["eval", str(run), "--figures", "0", "--no-source-depth"]) == 2
+
+
+# ------------------------------------------------------------------ 2: outputs never collide
+def test_predict_gives_every_input_its_own_outputs(tmp_path):
+    import cv2
+    import numpy as np
+    from conftest import save_tiny_checkpoint
+
+    from dada.evaluation.predict import predict_checkpoint
+
+    checkpoint = save_tiny_checkpoint(tmp_path, (16, 32))
+    images = tmp_path / "in"
+    (images / "x").mkdir(parents=True)
+    names = ["a.png", "a.jpg", "a_2.png", "A.png", "x__y.png", "x/y.png"]
+    for k, name in enumerate(names):
+        cv2.imwrite(str(images / name), np.full((16, 32, 3), 20 * k, np.uint8))
+    result = predict_checkpoint(checkpoint, [images, images / "a.png"], tmp_path / "out", progress=False)
+    assert result["images"] == len(names) + 1  # a.png given twice: two outputs, as asked
+    outputs = [p for p in (tmp_path / "out").iterdir() if p.suffix == ".png"]
+    assert len(outputs) == 3 * (len(names) + 1)  # seg, overlay, depth for every input, none overwritten
+    assert len({name.casefold() for _, name in result["names"]}) == len(names) + 1
+
+
+# ------------------------------------------------------------------ 5: config files and overrides
+def test_a_yaml_key_given_twice_is_an_error_naming_both_lines(tmp_path):
+    from dada.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: benchmark_lite0_s1\ntrain:\n  max_iters: 2\n  lr: 0.001\n  max_iters: 1200\n")
+    with pytest.raises(DadaError, match=r"'max_iters' is given twice \(lines 3 and 5\)"):
+        load_config(path)
+    path.write_text("preset: benchmark_lite0_s1\nbase: &b {max_iters: 2}\n")  # a shared alias is fine
+    with pytest.raises(DadaError, match="unknown key 'base'"):
+        load_config(path)
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    import time
+
+    from dada.config import load_config
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 10)}]" for k in range(1, 10)]
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(lines) + "\ntrain: {max_iters: *a9}\n")
+    start = time.perf_counter()
+    with pytest.raises(DadaError, match="aliases expand to more than"):
+        load_config(path)
+    assert time.perf_counter() - start < 5
+    path.write_text("a: &a [1, *a]\n")
+    with pytest.raises(DadaError, match="refers to the value that contains it"):
+        load_config(path)
+
+
+def test_overrides_are_accepted_after_options(tmp_path, monkeypatch):
+    import dada.demo
+
+    seen = {}
+    monkeypatch.setattr(dada.demo, "run_demo", lambda out, **kw: seen.update(kw))
+    assert cli.main(["demo", "--quick", "train.max_iters=3", "--jobs", "1", "eval.every=0"]) == 0
+    assert seen["extra_overrides"] == ["train.max_iters=3", "eval.every=0"] and seen["jobs"] == 1
+    with pytest.raises(SystemExit):  # a stray word that is not key=value is still refused
+        cli.main(["demo", "--quick", "train.max_iters=3", "--jobs", "1", "oops"])

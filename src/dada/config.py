@@ -95,8 +95,12 @@ class DatasetConfig:
 @dataclass
 class BenchmarkConfig:
     """The built-in benchmark behind ``@benchmark`` roots (``dada.benchmark.ensure_benchmark``);
-    null keeps the generator's default (1,000 source, 1,000 + 250 target images at 128×256)."""
+    null keeps the generator's default (1,000 source, 1,000 + 250 target images at 128×256; version 2:
+    400, 400 + 100 at 256×512). docs/benchmark.md."""
 
+    version: int | None = None  # 1 (default: the generator of the earlier results) | 2
+    shift: str | None = None  # version 2's ladder: none | appearance | content | full (default)
+    fog: float | None = None  # version 2, optional: target visibility in metres (null/0: clear day)
     seed: int | None = None
     num_source: int | None = None
     num_target_train: int | None = None
@@ -266,8 +270,12 @@ def split_preset(name: str) -> tuple[str, str]:
 
 
 def preset_fragments(name: str) -> list[dict]:
+    """The setting's fragment, the method's, then the setting's ``by_method[<method>]`` (what one method
+    needs of that setting alone, e.g. an oracle's class count), then the preset's name."""
     setting, method = split_preset(name)
-    return [settings()[setting], methods()[method], {"preset": name}]
+    fragment = dict(settings()[setting])
+    by_method = fragment.pop("by_method", None) or {}
+    return [fragment, methods()[method], by_method.get(method, {}), {"preset": name}]
 
 
 # -------------------------------------------------------------------------------------------- loading
@@ -281,10 +289,7 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | tuple[st
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise DadaError(f"config file {path} not found: give a preset name or an existing YAML file")
-        try:
-            user = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise DadaError(f"config file {path} is not valid YAML: {error}") from None
+        user = read_yaml(path, "config file") or {}
         if not isinstance(user, dict):
             raise DadaError(f"config file {path} must hold a mapping of keys, got {type(user).__name__}")
         fragments = (preset_fragments(user["preset"]) if user.get("preset") else []) + [user]
@@ -305,6 +310,72 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | tuple[st
     cfg = _merge(cfg, override_cfg, "overrides")
     validate(cfg)
     return cfg
+
+
+#: The most values a YAML file may expand to, each use of an alias counted in full (a config holds a few
+#: hundred): a file of nested aliases (an "alias bomb") is refused before it is expanded.
+MAX_YAML_VALUES = 100_000
+
+
+def read_yaml(path: str | os.PathLike, what: str = "YAML file") -> Any:
+    """The content of a YAML file, strictly: a key given twice in one mapping and a file whose aliases
+    expand to more than :data:`MAX_YAML_VALUES` values (or refer to themselves) are errors naming the
+    file, the key and the lines, instead of the last value silently winning or a hang."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DadaError(f"{what} {path} is not UTF-8 text") from None
+    except OSError as error:
+        raise DadaError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)  # aliases stay shared nodes: no expansion yet
+    except yaml.YAMLError as error:
+        raise DadaError(f"{what} {path} is not valid YAML: {error}") from None
+    if node is None:
+        return None
+    _check_yaml_nodes(node, path, what)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise DadaError(f"{what} {path} is not valid YAML: {error}") from None
+
+
+def _check_yaml_nodes(root: yaml.Node, path: Path, what: str) -> None:
+    """Duplicate keys, self-referring aliases and the expanded size of ``root`` (a composed YAML node)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_YAML_VALUES:
+                raise DadaError(f"{what} {path}: its aliases expand to more than {MAX_YAML_VALUES:,} values "
+                                f"(aliases nested in aliases, line {node.start_mark.line + 1}); write the "
+                                f"values out instead")
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_nodes:
+            raise DadaError(f"{what} {path}: an alias refers to the value that contains it (line "
+                            f"{node.start_mark.line + 1}); write the values out instead")
+        open_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], int] = {}
+            for key, _ in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+                    continue
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in seen:
+                    raise DadaError(f"{what} {path}: key {key.value!r} is given twice (lines "
+                                    f"{seen[key.tag, key.value]} and {line}); keep one")
+                seen[key.tag, key.value] = line
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
 
 
 def _merge(cfg: DictConfig, fragment: Any, origin: str) -> DictConfig:
