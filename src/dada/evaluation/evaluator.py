@@ -63,6 +63,8 @@ class EvalResult:
     depth_ranges: dict | None = None  # {"bins_m", "names", "ranges": {name: {iou, miou, pixels}}}
     depth_quality: dict | None = None  # {"abs_rel", "rmse", "delta1", "pixels", ...}
     protocol: dict = dataclasses.field(default_factory=lambda: dict(PROTOCOL))
+    # the merge of the model's classes into the labels' (classmap.ClassMap.describe), None when the same
+    class_map: dict | None = None
     # predictions of the images asked for with keep= (not serialised)
     kept: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -123,14 +125,18 @@ class SegmentationEvaluator:
     ``depth_bins``: bin edges in metres for IoU by depth range, from the items' ``depth`` (target
     disparity, Cityscapes convention, converted with :func:`disparity_to_metres`); ``None`` switches it
     off. ``keep``: item names whose prediction (uint8 class
-    map, and depth map) is kept for figures.
+    map, and depth map) is kept for figures. ``class_map`` (:class:`~dada.evaluation.classmap.ClassMap`):
+    the model predicts its source classes and each prediction is merged into the ``num_classes`` label
+    classes before scoring.
     """
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, *,
                  depth_bins: Sequence[float] | None = DEFAULT_DEPTH_BINS,
                  depth_metres_per_unit: float = SYNTHIA_METRES_PER_INVERSE_UNIT,
-                 keep: Iterable[str] = (), depth_quality: bool | None = None):
+                 keep: Iterable[str] = (), depth_quality: bool | None = None, class_map=None):
         self.num_classes = int(num_classes)
+        self.class_map = class_map
+        self.model_classes = class_map.source.num_classes if class_map is not None else self.num_classes
         if class_names is None:
             from dada.data.classes import CLASS_SETS
 
@@ -154,14 +160,16 @@ class SegmentationEvaluator:
                 depth: torch.Tensor | None = None) -> None:
         """``items``: the batch's dataset items (``label`` H'×W', optional ``depth``, ``name``);
         ``seg_logits`` N×C×h×w; ``depth`` the model's N×1×h×w inverse depth or None."""
-        if seg_logits.shape[1] != self.num_classes:
+        if seg_logits.shape[1] != self.model_classes:
             raise DadaError(f"the model predicts {seg_logits.shape[1]} classes but the evaluation has "
-                            f"{self.num_classes}: evaluate it on a dataset built for {seg_logits.shape[1]} "
+                            f"{self.model_classes}: evaluate it on a dataset built for {seg_logits.shape[1]} "
                             f"classes")
         for index, item in enumerate(items):
             label = item["label"].to(seg_logits.device)
             size = tuple(label.shape[-2:])
             pred = upsample(seg_logits[index:index + 1], size).argmax(1)[0]
+            if self.class_map is not None:
+                pred = self.class_map.apply(pred)
             target_depth = item.get("depth")
             if self.depth_bins is not None and target_depth is not None:
                 disparity = _resize_nearest(target_depth.to(seg_logits.device), size)
@@ -194,7 +202,8 @@ class SegmentationEvaluator:
                             iou=[float(v) for v in iou], miou=self.confusion.miou(),
                             miou13=self.confusion.miou13(), pixel_accuracy=self.confusion.pixel_accuracy(),
                             confusion=self.confusion.numpy().tolist(), num_images=len(self.per_image),
-                            per_image=list(self.per_image), kept=dict(self.kept))
+                            per_image=list(self.per_image), kept=dict(self.kept),
+                            class_map=self.class_map.describe() if self.class_map is not None else None)
         if self.by_range is not None:
             names = depth_range_names(self.depth_bins)
             ranges = {}
@@ -251,16 +260,23 @@ def evaluate_segmenter(model: torch.nn.Module, dataset, *, num_classes: int,
     ``depth_quality=True`` scores the model's depth head against the items' ``depth`` as ground-truth
     inverse depth (source validation items, e.g. SYNTHIA ``val``) instead of using it for depth ranges.
     ``max_images``: the first N items only. ``keep``: names whose predictions are kept in
-    ``result.kept`` for figures. The model is put in eval mode and left there.
+    ``result.kept`` for figures. The model is put in eval mode and left there. ``num_classes`` is the
+    model's; a dataset whose labels have another class set (``label_class_set``, e.g. CamVid's 11) is
+    scored on its own classes with the model's predictions merged (:mod:`dada.evaluation.classmap`).
     """
+    from dada.evaluation.classmap import dataset_class_map
+
     device = torch.device(device)
     if len(dataset) == 0:
         raise DadaError("the evaluation dataset is empty")
+    class_map, label_classes = dataset_class_map(dataset, num_classes)
+    if label_classes is not None:
+        num_classes, class_names = label_classes.num_classes, class_names or label_classes.names
     if max_images is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(int(max_images), len(dataset))))
     evaluator = SegmentationEvaluator(num_classes, class_names,
                                       depth_bins=None if depth_quality else depth_bins,
-                                      keep=keep, depth_quality=depth_quality)
+                                      keep=keep, depth_quality=depth_quality, class_map=class_map)
     # a private generator: the loader's base seed is not drawn from the global RNG, so evaluating in
     # the middle of training does not change the training's random stream
     loader = torch.utils.data.DataLoader(dataset, batch_size=max(1, int(batch_size)), shuffle=False,
