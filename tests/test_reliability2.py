@@ -190,3 +190,50 @@ def test_overrides_are_accepted_after_options(tmp_path, monkeypatch):
     assert seen["extra_overrides"] == ["train.max_iters=3", "eval.every=0"] and seen["jobs"] == 1
     with pytest.raises(SystemExit):  # a stray word that is not key=value is still refused
         cli.main(["demo", "--quick", "train.max_iters=3", "--jobs", "1", "oops"])
+
+
+# ------------------------------------------------------------------ 7: option values
+@pytest.mark.parametrize("argv, option", [
+    (["eval", "RUN", "--max-images", "0"], "--max-images"),
+    (["eval", "RUN", "--max-images", "-3"], "--max-images"),
+    (["eval", "RUN", "--figures", "-1"], "--figures"),
+    (["eval", "RUN", "--depth-bins", "nan,30"], "--depth-bins"),
+    (["eval", "RUN", "--depth-bins=-5,30"], "--depth-bins"),
+    (["eval", "RUN", "--depth-bins", "30,10"], "--depth-bins"),
+    (["eval", "RUN", "--batch-size", "0"], "--batch-size"),
+    (["eval", "RUN", "--seed", "-1"], "--seed"),
+    (["eval", "RUN", "--size", "0,10"], "--size"),
+    (["eval", "RUN", "--size", "nan,10"], "--size"),
+    (["predict", "RUN", "x.png", "--out", "o", "--size=-4,8"], "--size"),
+    (["predict", "RUN", "x.png", "--out", "o", "--batch-size", "0"], "--batch-size"),
+    (["export", "RUN", "--out", "m.onnx", "--opset", "99"], "--opset"),
+    (["export", "RUN", "--out", "m.onnx", "--opset", "0"], "--opset"),
+    (["export", "RUN", "--out", "m.onnx", "--size", "0,0"], "--size"),
+    (["train", "benchmark_lite0_s1", "--seeds", "0,-1"], "--seeds"),
+    (["train", "benchmark_lite0_s1", "--seeds", "4294967296"], "--seeds"),
+    (["train", "benchmark_lite0_s1", "seed=-2"], "seed"),
+    (["train", "benchmark_lite0_s1", "eval.max_images=0"], "eval.max_images"),
+    (["train", "benchmark_lite0_s1", "output.name=../../x"], "output.name"),
+    (["train", "benchmark_lite0_s1", "output.name=/tmp/x"], "output.name"),
+    (["train", "benchmark_lite0_s1", "--nproc", "0"], "--nproc"),
+    (["demo", "--seeds", "0"], "--seeds"),
+    (["doctor", "folder", "ROOT", "--samples", "0"], "--samples"),
+    (["make-benchmark", "OUT", "--seed", "-1"], "--seed"),
+])
+def test_every_option_value_is_checked_up_front_naming_the_option(tmp_path, monkeypatch, capsys, argv, option):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert option in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_closed_stdout_is_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run(f"{sys.executable} -m dada train --list >&-", shell=True, capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr

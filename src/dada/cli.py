@@ -21,6 +21,13 @@ def _at_least(value: int | None, option: str, low: int) -> None:
         raise DadaError(f"{option} must be at least {low}, got {value}")
 
 
+def _seed(value: int | None, option: str = "--seed") -> None:
+    from dada.config import MAX_SEED
+
+    if value is not None and not 0 <= value <= MAX_SEED:
+        raise DadaError(f"{option} must be an integer from 0 to {MAX_SEED}, got {value}")
+
+
 # ---------------------------------------------------------------------------------------------- doctor
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check a dataset folder before training on it")
@@ -35,6 +42,7 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
 def _run_doctor(args: argparse.Namespace) -> int:
     from dada.data.doctor import run_doctor
 
+    _at_least(args.samples, "--samples", 1)
     return run_doctor(args.dataset, args.root, spec=args.spec, samples=None if args.all else args.samples)
 
 
@@ -83,6 +91,7 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
     print(f"benchmark: {total} images in {seconds:.1f} s ({total / seconds:.1f} img/s); "
           f"source {out / 'source'}, target {out / 'target'}, preview {out / 'preview.png'}, "
           f"summary {out / 'benchmark.json'}")
+    _seed(args.seed)
     return 0
 
 
@@ -128,6 +137,7 @@ def _run_train(args: argparse.Namespace) -> int:
             raise DadaError("--resume continues one run; to continue a --seeds run, rerun the same command")
         if args.preset:  # with --resume, every positional argument is an override
             overrides.insert(0, args.preset)
+    _at_least(args.nproc, "--nproc", 1)
         from dada.engine.distributed import teardown
 
         try:
@@ -220,23 +230,48 @@ def _parse_floats(text: str, option: str, count: int | None = None) -> list[floa
 
 
 def _parse_size(text: str | None) -> object:
-    """``--size``: "H,W" → [H, W]; "native" → None (keep each image's size); absent → "config"."""
+    """``--size``: "H,W" → [H, W] (positive integers); "native" → None (keep each image's size); absent →
+    "config"."""
     if not text:
         return "config"
-    return None if text == "native" else [int(v) for v in _parse_floats(text, "--size", 2)]
+    if text == "native":
+        return None
+    values = _parse_floats(text, "--size", 2)
+    if any(v != int(v) or v < 1 for v in values):
+        raise DadaError(f"--size takes two positive integers H,W (or 'native'), got {text!r}")
+    return [int(v) for v in values]
 
+
+def _parse_depth_bins(text: str | None) -> list[float] | None:
+    """``--depth-bins``: increasing positive edges in metres, or 'off' (None); absent → the default."""
+    from dada.evaluation.metrics import DEFAULT_DEPTH_BINS
+
+    if not text:
+        return DEFAULT_DEPTH_BINS
+    if text == "off":
+        return None
+    bins = _parse_floats(text, "--depth-bins")
+    if bins[0] <= 0 or any(b <= a for a, b in zip(bins, bins[1:])):
+        raise DadaError(f"--depth-bins takes increasing positive depths in metres, e.g. 10,30, got {text!r}")
+    return bins
+
+
+    import math
 
 def _run_eval(args: argparse.Namespace) -> int:
     import os
 
-    from dada.evaluation.metrics import DEFAULT_DEPTH_BINS
+    if not all(math.isfinite(v) for v in values):
+        raise DadaError(f"{option} takes finite numbers, got {text!r}")
     from dada.evaluation.pipeline import evaluate_run
     from dada.evaluation.reports import pct
 
     size = _parse_size(args.size)
-    bins = DEFAULT_DEPTH_BINS
-    if args.depth_bins:
-        bins = None if args.depth_bins == "off" else _parse_floats(args.depth_bins, "--depth-bins")
+    bins = _parse_depth_bins(args.depth_bins)
+    for value, option, low in ((args.batch_size, "--batch-size", 1), (args.max_images, "--max-images", 1),
+                               (args.figures, "--figures", 0), (args.num_classes, "--num-classes", 1)):
+        _at_least(value, option, low)
+    _seed(args.seed)
     results = evaluate_run(args.checkpoint, out_dir=args.out, overwrite=args.overwrite,
                            dataset=args.dataset, root=args.data, split=args.split, size=size,
                            num_classes=args.num_classes, baseline=args.baseline, counterpart=args.counterpart,
@@ -299,6 +334,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a trained segmenter to ONNX (parity checked with onnxruntime)",
                        description="Write one ONNX file: input 'image' (N×3×H×W, dynamic N, H, W), outputs "
+    _at_least(args.batch_size, "--batch-size", 1)
                        "'logits', 'inverse_depth' (models with a depth head) and optionally 'class_map'; the "
                        "preprocessing, classes and palette in its metadata (see docs/deploy.md).")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
@@ -316,7 +352,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from dada.evaluation.export import export_onnx
+    from dada.evaluation.export import check_opset, export_onnx
 
     result = export_onnx(args.checkpoint, args.out, class_map=args.class_map, overwrite=args.overwrite,
                          opset=args.opset, size=_parse_size(args.size))
@@ -334,6 +370,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------------- compare
+    check_opset(args.opset)
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="one table and one chart over several runs")
     p.add_argument("runs", nargs="+", help="evaluated run folders (with results.json) or results.json files")
@@ -391,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dada", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"dada-seg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _at_least(args.seeds, "--seeds", 1)
+    _at_least(args.jobs, "--jobs", 1)
     for add in COMMANDS:
         add(sub)
     return parser
@@ -412,10 +451,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()
-        return code
-    except BrokenPipeError:  # `dada train --list | head -1`: the reader left; not an error
-        import os
+def _closed(stream) -> bool:
+    """Whether ``stream``'s file descriptor is closed (``>&-``); a stream without one (in memory) is not."""
+    import errno
 
+    try:
+        fd = stream.fileno()
+    except Exception:  # noqa: BLE001 - io.UnsupportedOperation, or a test capture's own type
+        return False
+    try:
+        os.fstat(fd)
+    except OSError as error:
+        return error.errno == errno.EBADF
+    return False
+
+
+        return code
+    for name in ("stdout", "stderr"):  # a closed descriptor (`dada ... >&-`): output goes nowhere, no crash
+        stream = getattr(sys, name)
+        if stream is None or _closed(stream):
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
+    except BrokenPipeError:  # `dada train --list | head -1`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except DadaError as error:

@@ -20,6 +20,10 @@ def parse_seeds(text: str) -> list[int]:
                         f"got {text!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise DadaError(f"--seeds needs distinct integers, got {text!r}")
+    from dada.config import MAX_SEED
+
+    if not all(0 <= seed <= MAX_SEED for seed in seeds):
+        raise DadaError(f"--seeds: each seed must lie in 0..{MAX_SEED}, got {text!r}")
     return seeds
 
 
