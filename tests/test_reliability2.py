@@ -237,3 +237,78 @@ def test_a_closed_stdout_is_not_a_traceback(tmp_path):
     done = subprocess.run(f"{sys.executable} -m dada train --list >&-", shell=True, capture_output=True,
                           text=True, env=env, timeout=120)
     assert done.returncode == 0 and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------ 8: an evaluation is replaced whole or not at all
+def test_a_failed_or_killed_eval_overwrite_never_mixes_old_and_new(finished_run, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import dada.evaluation.pipeline as pipeline
+    import dada.evaluation.report_html as report_html
+    from dada.evaluation.reports import load_results
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run, ignore=shutil.ignore_patterns("results.*", "report.html", "figures"))
+    assert cli.main(["eval", str(run), "--no-source-depth", "--figures", "2", "--seed", "0"]) == 0
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()
+              and "checkpoints" not in p.parts}
+    old_figures = set(json.loads((run / "results.json").read_text())["figures"].values())
+
+    def broken_report(*args, **kwargs):  # the report fails after the figures were drawn
+        raise DadaError("simulated failure while writing the report")
+
+    monkeypatch.setattr(report_html, "write_eval_report", lambda *a, **k: broken_report())
+    assert cli.main(["eval", str(run), "--no-source-depth", "--figures", "2", "--seed", "1", "--overwrite"]) == 2
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()
+             and "checkpoints" not in p.parts}
+    assert after == before  # the previous evaluation, untouched; no staging folder left
+    monkeypatch.undo()
+
+    # a kill in the middle of the swap: the folder reads as not evaluated, never as old results + new figures
+    def killed(staging, out_dir, previous):
+        (out_dir / "results.json").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "commit_evaluation", killed)
+    assert cli.main(["eval", str(run), "--no-source-depth", "--figures", "2", "--seed", "1", "--overwrite"]) == 130
+    with pytest.raises(DadaError, match="no results.json"):
+        load_results(run)
+    assert not list(run.glob(".eval-tmp-*"))
+    monkeypatch.undo()
+    assert cli.main(["eval", str(run), "--no-source-depth", "--figures", "2", "--seed", "1"]) == 0
+    new_figures = set(json.loads((run / "results.json").read_text())["figures"].values())
+    assert all((run / f).is_file() for f in new_figures)
+    assert not any((run / f).exists() for f in old_figures - new_figures)
+
+    (run / "results.md").unlink()  # a report lost afterwards: the evaluation is incomplete, not accepted
+    with pytest.raises(DadaError, match="incomplete evaluation"):
+        load_results(run)
+
+
+# ------------------------------------------------------------------ 4: comparisons refuse or separate unlike things
+def test_compare_separates_evaluation_sets_and_refuses_the_same_run_twice(finished_run, tmp_path, capsys):
+    import json
+    import shutil
+
+    from dada.evaluation.compare import compare_runs
+
+    common = ["--no-source-depth", "--figures", "0"]
+    all_images, one_image = tmp_path / "all", tmp_path / "one"
+    assert cli.main(["eval", str(finished_run), "--out", str(all_images), *common]) == 0
+    assert cli.main(["eval", str(finished_run), "--out", str(one_image), "--max-images", "1", *common]) == 0
+    fingerprints = {json.loads((d / "results.json").read_text())["dataset"]["fingerprint"]
+                    for d in (all_images, one_image)}
+    assert len(fingerprints) == 2
+    summary = compare_runs([all_images, one_image])
+    assert len(summary["groups"]) == 2 and all(len(g["runs"]) == 1 for g in summary["groups"])
+    assert "## Evaluation sets" in summary["markdown"]
+
+    with pytest.raises(DadaError, match="given twice"):
+        compare_runs([all_images, all_images / "results.json"])
+    copy = tmp_path / "copy"
+    shutil.copytree(all_images, copy)
+    with pytest.raises(DadaError, match="same seed"):
+        compare_runs([all_images, copy])
+    with pytest.raises(DadaError, match="cannot be paired"):
+        compare_runs([all_images], baseline=[one_image])

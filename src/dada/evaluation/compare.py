@@ -22,7 +22,8 @@ import numpy as np
 from dada.errors import DadaError
 from dada.evaluation.evaluator import nan_to_none
 from dada.evaluation.metrics import d_gain, negative_transfer
-from dada.evaluation.reports import load_results, now_utc, paper_table, pct, pct_pm, snapshot_note
+from dada.evaluation.reports import (describe_dataset, load_results, now_utc, paper_table, pct, pct_pm,
+                                     results_fingerprint, snapshot_note)
 from dada.io import write_json, write_text
 
 
@@ -34,9 +35,11 @@ def _mean_std(values: Sequence[float | None]) -> tuple[float, float | None]:
     return float(array.mean()), (float(array.std(ddof=1)) if array.size > 1 else None)
 
 
-def _group_key(results: Mapping) -> str:
+def _group_key(results: Mapping) -> tuple[str, str]:
+    """Runs average together only when they differ by their seed alone: the same config (without the
+    seed) evaluated on the same evaluation set (fingerprint)."""
     model = results["model"]
-    return model.get("config_hash_without_seed") or model["checkpoint"]
+    return (model.get("config_hash_without_seed") or model["checkpoint"], results_fingerprint(results))
 
 
 def _group_label(results: Mapping) -> str:
@@ -73,9 +76,15 @@ def _by_seed(paths: Sequence[str | os.PathLike] | str | os.PathLike | None) -> d
     return {load_results(p)["model"].get("seed"): load_results(p) for p in paths}
 
 
-def _matching(references: Mapping, results: Mapping) -> Mapping:
-    """The reference run with the same seed, else the first one."""
-    return references.get(results["model"].get("seed"), next(iter(references.values())))
+def _matching(references: Mapping, results: Mapping, role: str) -> Mapping:
+    """The reference run with the same seed, else the first one; it must have been evaluated on the same
+    images (per-image scores are paired by image name)."""
+    reference = references.get(results["model"].get("seed"), next(iter(references.values())))
+    if results_fingerprint(reference) != results_fingerprint(results):
+        raise DadaError(f"--{role} {reference['model']['label']} was evaluated on {describe_dataset(reference)}, "
+                        f"but {results['model']['label']} on {describe_dataset(results)}: per-image scores "
+                        f"of different evaluation sets cannot be paired; evaluate both on the same images")
+    return reference
 
 
 def with_references(loaded: Sequence[dict], baseline=None, counterpart=None) -> list[dict]:
@@ -87,13 +96,13 @@ def with_references(loaded: Sequence[dict], baseline=None, counterpart=None) -> 
     for results in loaded:
         results = dict(results)
         if baselines:
-            reference = _matching(baselines, results)
+            reference = _matching(baselines, results, "baseline")
             if reference["model"]["checkpoint"] != results["model"]["checkpoint"]:
                 results["negative_transfer"] = {**negative_transfer(results["result"]["per_image"],
                                                                     reference["result"]["per_image"]),
                                                 "baseline": reference["model"]["label"]}
         if counterparts and results["model"].get("depth"):
-            reference = _matching(counterparts, results)
+            reference = _matching(counterparts, results, "counterpart")
             results["d_gain"] = d_gain(_nan(results["result"]["miou"]), _nan(reference["result"]["miou"]))
         updated.append(results)
     return updated
@@ -101,6 +110,29 @@ def with_references(loaded: Sequence[dict], baseline=None, counterpart=None) -> 
 
 def _nan(value) -> float:
     return float("nan") if value is None else float(value)
+
+
+def check_distinct(paths: Sequence[str | os.PathLike]) -> None:
+    """The same results given twice would count as two runs: an error naming it."""
+    seen: dict[Path, str] = {}
+    for path in paths:
+        file = Path(path) / "results.json" if Path(path).is_dir() else Path(path)
+        resolved = file.resolve()
+        if resolved in seen:
+            raise DadaError(f"{path} is given twice (also as {seen[resolved]}): give each evaluated run once")
+        seen[resolved] = str(path)
+
+
+def check_one_per_seed(runs: Sequence[Mapping]) -> None:
+    """Runs averaged as seeds must be distinct seeds (a copied run folder is the same run twice)."""
+    seen: dict = {}
+    for results in runs:
+        model = results["model"]
+        key = model.get("seed") if model.get("seed") is not None else Path(str(model["checkpoint"])).resolve()
+        if key in seen:
+            raise DadaError(f"{model['checkpoint']} and {seen[key]} are the same seed ({model.get('seed')}) of "
+                            f"one set-up on one evaluation set: an average over seeds needs each seed once")
+        seen[key] = model["checkpoint"]
 
 
 def result_warnings(paths: Sequence[str | os.PathLike], loaded: Sequence[Mapping]) -> list[str]:
@@ -134,6 +166,7 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
         raise DadaError("give at least one evaluated run folder or results.json")
     if labels is not None and len(labels) != len(paths):
         raise DadaError(f"give one label per run: {len(labels)} labels for {len(paths)} runs")
+    check_distinct(paths)
     loaded = with_references([load_results(p) for p in paths], baseline, counterpart)
     warnings = result_warnings(paths, loaded)
     for warning in warnings:
@@ -142,14 +175,20 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
     if len(classes) > 1:
         raise DadaError(f"the runs use different class sets ({sorted(classes)} classes): compare runs of one "
                         "class set")
-    groups: dict[str, list[dict]] = {}
+    groups: dict = {}
     keys = labels if labels is not None else [_group_key(r) for r in loaded]
     for key, results in zip(keys, loaded, strict=True):
         groups.setdefault(key, []).append(results)
+    for runs in groups.values():
+        check_one_per_seed(runs)
+    several_sets = len({results_fingerprint(r) for r in loaded}) > 1
     seen: dict[str, int] = {}
     rows = []
     for key, runs in groups.items():
         label = key if labels is not None else _group_label(runs[0])  # given labels are already unique keys
+        if several_sets and labels is None:  # one model on two evaluation sets: two rows, each named
+            label = f"{label} on {(runs[0].get('dataset') or {}).get('name')} " \
+                    f"{(runs[0].get('dataset') or {}).get('split')} [{results_fingerprint(runs[0])[:6]}]"
         seen[label] = seen.get(label, 0) + 1
         if seen[label] > 1:
             label = f"{label} ({seen[label]})"
@@ -174,6 +213,10 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
                   "| % of source | " + " | ".join(pct(r["source_fraction"], 0) for r in ordered) + " |",
                   "|---|" + "---|" * len(ordered),
                   "| mIoU (%) | " + " | ".join(pct_pm(r["miou"], r["miou_std"]) for r in ordered) + " |"]
+    if several_sets:
+        lines += ["", "## Evaluation sets", "", "These runs were evaluated on different sets; a row holds runs "
+                  "of one set only ([fingerprint]: dataset, root, split, size, image list):", ""]
+        lines += sorted({f"- [{results_fingerprint(r)[:6]}] {describe_dataset(r)}" for r in loaded})
     if warnings:
         lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
     lines.append("")

@@ -30,6 +30,7 @@ from dada.evaluation.predict import OFFICIAL_INPUT_SIZE
 from dada.evaluation.reports import (
     code_version,
     config_hash,
+    evaluation_fingerprint,
     load_results,
     now_utc,
     snapshot_record,
@@ -359,7 +360,8 @@ def _evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *
                   "source_fraction": ((config.get("data") or {}).get("source") or {}).get("fraction")},
         "config": info.get("config"),
         "dataset": {**settings, "root": str(settings["root"]), "num_images": result.num_images,
-                    "with_disparity": result.depth_ranges is not None},
+                    "with_disparity": result.depth_ranges is not None,
+                    "fingerprint": evaluation_fingerprint(settings, [r["name"] for r in result.per_image])},
         "selection": selection,
         "snapshots": snapshots,
         "result": result.to_dict(),
@@ -375,11 +377,21 @@ def _evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *
     if "counterpart" in references:
         results["d_gain"] = d_gain(result.miou, references["counterpart"]["result_obj"].miou)
 
-    results["figures"] = write_figures(out_dir, results, result, references, eval_set, indices,
-                                       settings["preprocess"], run_dir, denormalize)
-    write_results(out_dir, results)
-    for old in stale - set(results["figures"].values()):  # figures of the replaced evaluation
-        (out_dir / old).unlink(missing_ok=True)
+    from dada.io import make_temp_dir
+
+    # the evaluation is written beside (a hidden folder in out_dir), then swapped in file by file with
+    # results.json last: a failure or a kill never leaves old results beside new figures, nor a
+    # results.json without its report
+    staging = make_temp_dir(out_dir, STAGING_PREFIX)
+    try:
+        results["figures"] = write_figures(staging, results, result, references, eval_set, indices,
+                                           settings["preprocess"], run_dir, denormalize)
+        write_results(staging, results)
+        commit_evaluation(staging, out_dir, stale)
+    finally:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
     results["out_dir"] = str(out_dir)
     return results
 
@@ -390,6 +402,33 @@ def evaluation_notes(settings: Mapping, result: EvalResult, opts: EvalOptions, d
     notes = []
     if opts.depth_bins and result.depth_ranges is None:
         notes.append(f"IoU by depth range skipped: {settings['name']} split {settings['split']} has no depth "
+#: the hidden folder in which an evaluation is written before it replaces the previous one
+STAGING_PREFIX = ".eval-tmp-"
+
+
+def commit_evaluation(staging: Path, out_dir: Path, previous: set[str]) -> None:
+    """Move a complete evaluation from ``staging`` into ``out_dir``: the previous ``results.json`` is removed
+    first (from then on the folder reads as not evaluated), the previous evaluation's figures
+    (``previous``) next, then the new figures and reports, and the new ``results.json`` last."""
+    from dada.io import fsync_dir, os_errors
+
+    with os_errors(out_dir / "results.json", "replace the evaluation in"):
+        (out_dir / "results.json").unlink(missing_ok=True)
+        fsync_dir(out_dir)
+        for old in previous:
+            (out_dir / old).unlink(missing_ok=True)
+        for path in sorted(staging.rglob("*")):
+            relative = path.relative_to(staging)
+            if path.is_dir() or relative == Path("results.json"):
+                continue
+            (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, out_dir / relative)
+        if (out_dir / "figures").is_dir():
+            fsync_dir(out_dir / "figures")
+        os.replace(staging / "results.json", out_dir / "results.json")
+        fsync_dir(out_dir)
+
+
                      f"(disparity) to bin pixels by")
     if info["model_spec"].get("depth_head") and settings["name"] == "camvid":
         scored = "; the depth head is scored on the source validation images" if depth_quality else ""

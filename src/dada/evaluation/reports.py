@@ -71,6 +71,41 @@ def config_hash(config: Mapping | None, *, without_seed: bool = False) -> str | 
     return hashlib.sha256(_canonical(config).encode()).hexdigest()[:12]
 
 
+def evaluation_fingerprint(dataset: Mapping, image_names: Sequence[str]) -> str:
+    """What an evaluation ran on, as 16 hex digits: the dataset's name, root (resolved), split, list file,
+    input size, preprocessing and the list of evaluated images. Two results compare (seeds averaged,
+    per-image scores paired) only when their fingerprints are equal."""
+    root = dataset.get("root")
+    if root is not None:
+        try:
+            root = str(Path(str(root)).resolve())
+        except OSError:
+            root = str(root)
+    key = {"name": dataset.get("name"), "root": root, "split": dataset.get("split"),
+           "list_file": dataset.get("list_file"), "size": dataset.get("size"),
+           "preprocess": dataset.get("preprocess"), "images": sorted(str(n) for n in image_names)}
+    return hashlib.sha256(_canonical(key).encode()).hexdigest()[:16]
+
+
+def results_fingerprint(results: Mapping) -> str:
+    """The evaluation-set fingerprint of a ``results.json`` (recomputed for files written before it was
+    recorded)."""
+    dataset = results.get("dataset") or {}
+    if dataset.get("fingerprint"):
+        return dataset["fingerprint"]
+    names = [row.get("name") for row in (results.get("result") or {}).get("per_image") or []]
+    return evaluation_fingerprint(dataset, names)
+
+
+def describe_dataset(results: Mapping) -> str:
+    """``cityscapes val (500 images, 512×1024)``: how reports name an evaluation set."""
+    dataset = results.get("dataset") or {}
+    size = dataset.get("size")
+    size = "×".join(map(str, size)) if size else "native size"
+    return (f"{dataset.get('name')} {dataset.get('split')} ({dataset.get('num_images')} images, {size}; "
+            f"{dataset.get('root')})")
+
+
 # ---------------------------------------------------------------------------------------- snapshots
 _ITER_NAME = re.compile(r"^iter_(\d+)\.pt$")
 
@@ -298,10 +333,11 @@ def write_results(out_dir: str | os.PathLike, results: Mapping) -> dict[str, Pat
 
     out_dir = Path(out_dir)
     paths = {"json": out_dir / "results.json", "md": out_dir / "results.md"}
-    write_json(paths["json"], nan_to_none(results))
     markdown = results_markdown(results)
     write_text(paths["md"], markdown)
     paths["html"] = write_eval_report(out_dir, results, markdown)
+    # results.json last, listing its reports: one without them is an incomplete evaluation
+    write_json(paths["json"], nan_to_none({**results, "report_files": [paths["md"].name, paths["html"].name]}))
     return paths
 
 
@@ -319,5 +355,9 @@ def load_results(path: str | os.PathLike) -> dict:
         raise DadaError(f"{file}: cannot be read as JSON ({error})") from None
     if data.get("format") != RESULTS_FORMAT:
         raise DadaError(f"{file}: not a dada-seg results file (format {RESULTS_FORMAT})")
+    missing = [name for name in data.get("report_files") or [] if not (file.parent / name).is_file()]
+    if missing:
+        raise DadaError(f"{file}: an incomplete evaluation ({', '.join(missing)} missing beside it): "
+                        f"evaluate it again with `dada eval ... --overwrite`")
     data["stale"] = stale_reason(data, file.parent)
     return data
