@@ -76,6 +76,7 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
     from dada.io import check_replaceable
 
     _at_least(args.workers, "--workers", 1)
+    _seed(args.seed)
     if args.force:
         check_replaceable(args.out, "--force")
     start = time.perf_counter()
@@ -91,7 +92,6 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
     print(f"benchmark: {total} images in {seconds:.1f} s ({total / seconds:.1f} img/s); "
           f"source {out / 'source'}, target {out / 'target'}, preview {out / 'preview.png'}, "
           f"summary {out / 'benchmark.json'}")
-    _seed(args.seed)
     return 0
 
 
@@ -121,6 +121,7 @@ def _run_train(args: argparse.Namespace) -> int:
         print("\n".join(f"{p:{width}s}  {notes[p]}" if notes[p] else p for p in presets))
         return 0
     overrides = list(args.overrides)
+    _at_least(args.nproc, "--nproc", 1)
     if args.nproc is not None and args.nproc != 1 and "WORLD_SIZE" not in os.environ:
         from dada.engine.distributed import launch
 
@@ -137,7 +138,6 @@ def _run_train(args: argparse.Namespace) -> int:
             raise DadaError("--resume continues one run; to continue a --seeds run, rerun the same command")
         if args.preset:  # with --resume, every positional argument is an override
             overrides.insert(0, args.preset)
-    _at_least(args.nproc, "--nproc", 1)
         from dada.engine.distributed import teardown
 
         try:
@@ -220,10 +220,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _parse_floats(text: str, option: str, count: int | None = None) -> list[float]:
+    import math
+
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise DadaError(f"{option} takes numbers separated by commas, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise DadaError(f"{option} takes finite numbers, got {text!r}")
     if not values or (count is not None and len(values) != count):
         raise DadaError(f"{option} takes {count or 'one or more'} numbers separated by commas, got {text!r}")
     return values
@@ -256,13 +260,9 @@ def _parse_depth_bins(text: str | None) -> list[float] | None:
     return bins
 
 
-    import math
-
 def _run_eval(args: argparse.Namespace) -> int:
     import os
 
-    if not all(math.isfinite(v) for v in values):
-        raise DadaError(f"{option} takes finite numbers, got {text!r}")
     from dada.evaluation.pipeline import evaluate_run
     from dada.evaluation.reports import pct
 
@@ -318,6 +318,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from dada.evaluation.predict import predict_checkpoint
 
     size = _parse_size(args.size)
+    _at_least(args.batch_size, "--batch-size", 1)
     result = predict_checkpoint(args.checkpoint, args.inputs, args.out, batch_size=args.batch_size,
                                 device=args.device, size=size, preprocess=args.preprocess,
                                 overwrite=args.overwrite, backend=args.backend, depth_video=args.depth)
@@ -334,7 +335,6 @@ def _run_predict(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a trained segmenter to ONNX (parity checked with onnxruntime)",
                        description="Write one ONNX file: input 'image' (N×3×H×W, dynamic N, H, W), outputs "
-    _at_least(args.batch_size, "--batch-size", 1)
                        "'logits', 'inverse_depth' (models with a depth head) and optionally 'class_map'; the "
                        "preprocessing, classes and palette in its metadata (see docs/deploy.md).")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
@@ -354,6 +354,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from dada.evaluation.export import check_opset, export_onnx
 
+    check_opset(args.opset)
     result = export_onnx(args.checkpoint, args.out, class_map=args.class_map, overwrite=args.overwrite,
                          opset=args.opset, size=_parse_size(args.size))
     parity = result["parity"]
@@ -370,7 +371,6 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------------- compare
-    check_opset(args.opset)
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="one table and one chart over several runs")
     p.add_argument("runs", nargs="+", help="evaluated run folders (with results.json) or results.json files")
@@ -412,6 +412,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     from dada.demo import run_demo
 
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
+    _at_least(args.seeds, "--seeds", 1)
+    _at_least(args.jobs, "--jobs", 1)
     run_demo(out, quick=args.quick, seeds=args.seeds, overwrite=args.overwrite, device=args.device,
              extra_overrides=args.overrides, jobs=args.jobs)
     return 0
@@ -428,29 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dada", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"dada-seg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _at_least(args.seeds, "--seeds", 1)
-    _at_least(args.jobs, "--jobs", 1)
     for add in COMMANDS:
         add(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \udcXX, never crash
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # dotted overrides may follow options (`dada train PRESET --nproc 4 key=value`): argparse leaves those
-    # after an option unparsed; they join the command's overrides, anything else is still an error
-    strays = [item for item in extra if item.startswith("-") or "=" not in item]
-    if strays or (extra and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(strays or extra)}")
-    if extra:
-        args.overrides = [*(args.overrides or []), *extra]
-    try:
-        code = int(args.func(args) or 0)
-        sys.stdout.flush()
 def _closed(stream) -> bool:
     """Whether ``stream``'s file descriptor is closed (``>&-``); a stream without one (in memory) is not."""
     import errno
@@ -466,11 +450,27 @@ def _closed(stream) -> bool:
     return False
 
 
-        return code
+def main(argv: list[str] | None = None) -> int:
     for name in ("stdout", "stderr"):  # a closed descriptor (`dada ... >&-`): output goes nowhere, no crash
         stream = getattr(sys, name)
         if stream is None or _closed(stream):
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \udcXX, never crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # dotted overrides may follow options (`dada train PRESET --nproc 4 key=value`): argparse leaves those
+    # after an option unparsed; they join the command's overrides, anything else is still an error
+    strays = [item for item in extra if item.startswith("-") or "=" not in item]
+    if strays or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(strays or extra)}")
+    if extra:
+        args.overrides = [*(args.overrides or []), *extra]
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
     except BrokenPipeError:  # `dada train --list | head -1`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -396,12 +396,6 @@ def _evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *
     return results
 
 
-def evaluation_notes(settings: Mapping, result: EvalResult, opts: EvalOptions, depth_quality,
-                     info: Mapping) -> list[str]:
-    """What the evaluation could not measure on this target, and why (results.json ``notes``)."""
-    notes = []
-    if opts.depth_bins and result.depth_ranges is None:
-        notes.append(f"IoU by depth range skipped: {settings['name']} split {settings['split']} has no depth "
 #: the hidden folder in which an evaluation is written before it replaces the previous one
 STAGING_PREFIX = ".eval-tmp-"
 
@@ -429,6 +423,12 @@ def commit_evaluation(staging: Path, out_dir: Path, previous: set[str]) -> None:
         fsync_dir(out_dir)
 
 
+def evaluation_notes(settings: Mapping, result: EvalResult, opts: EvalOptions, depth_quality,
+                     info: Mapping) -> list[str]:
+    """What the evaluation could not measure on this target, and why (results.json ``notes``)."""
+    notes = []
+    if opts.depth_bins and result.depth_ranges is None:
+        notes.append(f"IoU by depth range skipped: {settings['name']} split {settings['split']} has no depth "
                      f"(disparity) to bin pixels by")
     if info["model_spec"].get("depth_head") and settings["name"] == "camvid":
         scored = "; the depth head is scored on the source validation images" if depth_quality else ""
