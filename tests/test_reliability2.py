@@ -312,3 +312,54 @@ def test_compare_separates_evaluation_sets_and_refuses_the_same_run_twice(finish
         compare_runs([all_images, copy])
     with pytest.raises(DadaError, match="cannot be paired"):
         compare_runs([all_images], baseline=[one_image])
+
+
+# ------------------------------------------------------------------ 9: distributed variables set by hand, no peer
+@pytest.mark.parametrize("rank", [0, 1])
+def test_distributed_variables_without_a_peer_fail_quickly_with_a_message(monkeypatch, rank):
+    import socket
+    import time
+
+    import torch
+
+    from dada.engine import distributed
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for key, value in {"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setattr(distributed, "RENDEZVOUS_SECONDS", 3.0)
+    start = time.perf_counter()
+    with pytest.raises(DadaError, match="within 3 s"):
+        distributed.setup(torch.device("cpu"))
+    assert time.perf_counter() - start < 30
+
+
+# ------------------------------------------------------------------ 12: half precision without native support
+def test_bf16_on_a_cpu_without_native_support_is_warned_loudly(monkeypatch, capsys):
+    import dada.devices as devices
+
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"sse4_2", "avx2", "fma"})  # an AVX2-only EPYC
+    assert devices.native_precision("cpu", "bf16")[0] is False
+    assert devices.check_precision("cpu", "bf16") is False
+    err = capsys.readouterr().err
+    assert "WARNING: train.precision=bf16" in err and "no native bf16" in err
+    assert devices.check_precision("cpu", "fp32") and capsys.readouterr().err == ""
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "avx512_bf16", "amx_bf16"})  # Sapphire Rapids
+    assert devices.check_precision("cpu", "bf16") and capsys.readouterr().err == ""
+    assert devices.native_precision("cpu", "fp16")[0] is False
+
+
+def test_bf16_on_a_gpu_before_ampere_is_warned(monkeypatch):
+    import torch
+
+    import dada.devices as devices
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    native, basis = devices.native_precision(torch.device("cuda", 0), "bf16")
+    assert native is False and "Tesla T4" in basis and "7.5" in basis
+    assert devices.native_precision(torch.device("cuda", 0), "fp16")[0] is True

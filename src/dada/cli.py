@@ -158,7 +158,9 @@ def _run_train(args: argparse.Namespace) -> int:
               f"{100 * summary['miou_mean']:.2f} ± {100 * summary['miou_std']:.2f} ({summary['selection']})")
         return 0
     from dada.engine.distributed import teardown
+    from dada.engine.runs import warn_precision
 
+    warn_precision(cfg)
     try:
         run_dir = Trainer(cfg).fit()
     finally:

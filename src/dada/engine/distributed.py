@@ -98,9 +98,37 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
     device = _rank_device(device, local_rank)
     backend = "nccl" if device.type == "cuda" else "gloo"
     kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
-    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(minutes=30), **kwargs)
+    timeout = datetime.timedelta(minutes=30)
+    if os.environ.get("TORCHELASTIC_RUN_ID"):  # torchrun (or dada train --nproc): its agent has the peers
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=timeout,
+                                **kwargs)
+    else:  # variables set by hand: meet the peers within RENDEZVOUS_SECONDS or say why not
+        store = rendezvous(rank, world)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout, **kwargs)
     return Dist(rank, world, local_rank, backend), device
+
+
+#: How long processes started by hand (RANK/WORLD_SIZE/MASTER_* set without torchrun) wait for each other.
+RENDEZVOUS_SECONDS = 60.0
+
+
+def rendezvous(rank: int, world: int) -> dist.Store:
+    """The TCP store of a process group whose environment was set by hand: rank 0 serves it at MASTER_ADDR:
+    MASTER_PORT and waits for the other ranks; each fails after :data:`RENDEZVOUS_SECONDS` with a message
+    (instead of torch's silent 30-minute default)."""
+    address, port = os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0)
+    wait = datetime.timedelta(seconds=RENDEZVOUS_SECONDS)
+    try:
+        store = dist.TCPStore(address, port, world, is_master=rank == 0, timeout=wait,
+                              wait_for_workers=True)
+    except (RuntimeError, OSError, ValueError) as error:  # TimeoutError/DistStoreError are RuntimeErrors
+        who = (f"the other {world - 1} process(es) of WORLD_SIZE={world} did not join"
+               if rank == 0 else f"no rank 0 answered at MASTER_ADDR={address} MASTER_PORT={port}")
+        raise DadaError(f"rank {rank}: {who} within {RENDEZVOUS_SECONDS:g} s ({str(error).splitlines()[0][:160]}); "
+                        f"start every process (dada train --nproc N or torchrun does), or unset WORLD_SIZE "
+                        f"and RANK to train in one process") from None
+    store.set_timeout(datetime.timedelta(minutes=30))
+    return store
 
 
 def _rank_device(device: torch.device, local_rank: int) -> torch.device:

@@ -33,13 +33,24 @@ def resume(run_dir: str | Path, overrides: list[str] = ()) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise DadaError(f"--resume {run_dir}: no config.yaml there; give a run folder written by dada train")
-    return Trainer(load_config(run_dir / "config.yaml", overrides)).fit(run_dir)
+    cfg = load_config(run_dir / "config.yaml", overrides)
+    warn_precision(cfg)
+    return Trainer(cfg).fit(run_dir)
+
+
+def warn_precision(cfg) -> None:
+    """Warn when ``train.precision`` is emulated on the run's device (dada.devices.check_precision)."""
+    from dada.devices import check_precision, resolve_device
+
+    check_precision(resolve_device(cfg.train.device, "train.device"), cfg.train.precision)
 
 
 def train_seeds(preset: str, overrides: list[str], seeds: list[int]) -> dict:
     """One run per seed in ``<run dir>/seed_<s>/`` (each resumable), then ``seeds_summary.json``/``.md``
     with the mean ± std of the final models' mIoU on the validation set."""
-    base = default_run_dir(load_config(preset, overrides))
+    first = load_config(preset, overrides)
+    warn_precision(first)
+    base = default_run_dir(first)
     rows = []
     for seed in seeds:
         cfg = load_config(preset, [*overrides, f"seed={seed}"])
