@@ -68,7 +68,7 @@ def check_precision(device: str | torch.device, precision: str, setting: str = "
     native, basis = native_precision(device, precision)
     if native is False:
         print(f"WARNING: {setting}={precision} but this device has no native {precision} arithmetic ({basis}): "
-              f"PyTorch emulates it, which can make each step many times slower than fp32 (25x measured for "
+              f"PyTorch emulates it, which can make each step many times slower than fp32 (25x reported for "
               f"bf16 on an AVX2-only CPU). Use {setting}=fp32 here unless you have measured otherwise.",
               file=sys.stderr, flush=True)
     return native is not False
