@@ -133,8 +133,8 @@ def test_an_unfinished_run_is_named_recorded_and_its_results_flagged_stale(finis
 def test_predict_gives_every_input_its_own_outputs(tmp_path):
     import cv2
     import numpy as np
-    from conftest import save_tiny_checkpoint
 
+    from conftest import save_tiny_checkpoint
     from dada.evaluation.predict import predict_checkpoint
 
     checkpoint = save_tiny_checkpoint(tmp_path, (16, 32))

@@ -257,7 +257,7 @@ def _parse_depth_bins(text: str | None) -> list[float] | None:
     if text == "off":
         return None
     bins = _parse_floats(text, "--depth-bins")
-    if bins[0] <= 0 or any(b <= a for a, b in zip(bins, bins[1:])):
+    if bins[0] <= 0 or any(b <= a for a, b in zip(bins, bins[1:], strict=False)):
         raise DadaError(f"--depth-bins takes increasing positive depths in metres, e.g. 10,30, got {text!r}")
     return bins
 

@@ -22,8 +22,16 @@ import numpy as np
 from dada.errors import DadaError
 from dada.evaluation.evaluator import nan_to_none
 from dada.evaluation.metrics import d_gain, negative_transfer
-from dada.evaluation.reports import (describe_dataset, load_results, now_utc, paper_table, pct, pct_pm,
-                                     results_fingerprint, snapshot_note)
+from dada.evaluation.reports import (
+    describe_dataset,
+    load_results,
+    now_utc,
+    paper_table,
+    pct,
+    pct_pm,
+    results_fingerprint,
+    snapshot_note,
+)
 from dada.io import write_json, write_text
 
 
