@@ -110,15 +110,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from dada.config import list_presets, load_config, methods, split_preset
+    from dada.config import load_config, methods, settings
     from dada.engine import Trainer
     from dada.engine.runs import parse_seeds, resume, train_seeds
 
     if args.list:
-        presets = list_presets()
-        width = max(map(len, presets))
-        notes = {p: _unverified(methods()[split_preset(p)[1]]["method"]["name"]) for p in presets}
-        print("\n".join(f"{p:{width}s}  {notes[p]}" if notes[p] else p for p in presets))
+        # each preset with its method's note; settings() and methods() parse YAML: once, not per preset
+        presets = [(f"{s}_{m}", _unverified(fragment["method"]["name"]))
+                   for s in settings() for m, fragment in methods().items()]
+        width = max(len(p) for p, _ in presets)
+        print("\n".join(f"{p:{width}s}  {note}" if note else p for p, note in presets))
         return 0
     overrides = list(args.overrides)
     _at_least(args.nproc, "--nproc", 1)
