@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     print(fingerprint.format_fingerprint(fp))
     out = args.out or RESULTS / f"fingerprint-v{args.version}-{args.shift}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"version": args.version, "shift": args.shift, "fog": args.fog, "seed": args.seed,
+    out.write_text(json.dumps({"version": args.version, "shift": args.shift, "fog": args.fog,
+                               "seed": args.seed,
                                "size": list(size), "counts": counts, "fingerprint": fp}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -48,20 +48,32 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------- make-benchmark
 def _add_make_benchmark(sub: argparse._SubParsersAction) -> None:
-    from dada.benchmark import DEFAULTS
+    from dada.benchmark import DEFAULTS, DEFAULTS_V2, SHIFTS
+
+    def default(key: str) -> str:
+        return f"default {DEFAULTS[key]}, version 2: {DEFAULTS_V2[key]}"
 
     p = sub.add_parser("make-benchmark", help="generate the built-in SYNTHIA→Cityscapes-like benchmark")
     p.add_argument("out", help="output folder (must not exist or be empty, unless --force)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="random seed (default 0)")
-    p.add_argument("--num-source", type=int, default=DEFAULTS["num_source"], metavar="N",
+    p.add_argument("--version", type=int, default=1,
+                   help="benchmark version: 1 (default, the earlier results' generator) or 2 "
+                        "(docs/benchmark.md)")
+    p.add_argument("--shift", default="full", choices=SHIFTS,
+                   help="version 2's ladder of shifts: none (both domains rendered as the target), "
+                        "appearance (the target's world, the source's rendering), content (each domain's "
+                        "world, the target's rendering) or full (default)")
+    p.add_argument("--fog", type=float, default=0, metavar="METRES",
+                   help="version 2: fog in the target, its visibility in metres (default 0: clear day)")
+    p.add_argument("--num-source", type=int, default=None, metavar="N",
                    help=f"source (SYNTHIA-like) images; every 10th is listed in val.txt "
-                   f"(default {DEFAULTS['num_source']})")
-    p.add_argument("--num-target-train", type=int, default=DEFAULTS["num_target_train"], metavar="N",
-                   help=f"target (Cityscapes-like) train images (default {DEFAULTS['num_target_train']})")
-    p.add_argument("--num-target-val", type=int, default=DEFAULTS["num_target_val"], metavar="N",
-                   help=f"labelled target val images (default {DEFAULTS['num_target_val']})")
-    p.add_argument("--size", type=int, nargs=2, default=list(DEFAULTS["size"]), metavar=("H", "W"),
-                   help="image size (default 128 256)")
+                        f"({default('num_source')})")
+    p.add_argument("--num-target-train", type=int, default=None, metavar="N",
+                   help=f"target (Cityscapes-like) train images ({default('num_target_train')})")
+    p.add_argument("--num-target-val", type=int, default=None, metavar="N",
+                   help=f"labelled target val images ({default('num_target_val')})")
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="image size (default 128 256, version 2: 256 512)")
     p.add_argument("--workers", type=int, default=2,
                    help="processes (default 2; the outputs do not depend on it)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -72,8 +84,13 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from dada.benchmark import make_benchmark
+    from dada.benchmark import DEFAULTS, DEFAULTS_V2, make_benchmark
     from dada.io import check_replaceable
+
+    base = DEFAULTS_V2 if args.version == 2 else DEFAULTS
+    for key in ("num_source", "num_target_train", "num_target_val", "size"):
+        if getattr(args, key) is None:
+            setattr(args, key, base[key])
 
     _at_least(args.workers, "--workers", 1)
     _seed(args.seed)
@@ -87,6 +104,7 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
         out = make_benchmark(Path(args.out), seed=args.seed, num_source=args.num_source,
                              num_target_train=args.num_target_train, num_target_val=args.num_target_val,
                              size=tuple(args.size), workers=args.workers, overwrite=args.force,
+                             version=args.version, shift=args.shift, fog=args.fog,
                              progress=lambda done, _total: bar.update(done - bar.n))
     seconds = time.perf_counter() - start
     print(f"benchmark: {total} images in {seconds:.1f} s ({total / seconds:.1f} img/s); "

@@ -25,7 +25,8 @@ def benchmark_params(**params) -> dict:
     """The full parameter set (defaults filled in) that identifies a generated benchmark. Version 1's
     (the default) has the keys it always had, so its cache folders keep their names; version 2's adds
     ``version``, ``shift`` and ``fog`` and takes its own defaults (:data:`DEFAULTS_V2`)."""
-    opts = version_options(params.pop("version", None) or 1, params.pop("shift", None), params.pop("fog", None))
+    opts = version_options(params.pop("version", None) or 1, params.pop("shift", None),
+                           params.pop("fog", None))
     unknown = set(params) - set(DEFAULTS)
     if unknown:
         known = sorted([*DEFAULTS, "version", "shift", "fog"])

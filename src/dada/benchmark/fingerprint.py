@@ -9,7 +9,7 @@ through the 16- and 7-class tables):
   of the image height: quantiles 10/50/90 %;
 * object sizes per class: 8-connected components of the class mask, median area and median bounding-box
   width in pixels, and the share of the class's pixels in components smaller than one output cell at
-  stride 16 (256 px);
+  stride 16 (256 px); ``benchmark.json`` measures them on the val splits (source val, target val);
 * the **colour probe**: a model-free classifier p(class | colour quantised to 8³ bins, row band of 8),
   a lookup table trained on ``source_train`` and scored (IoU per class, mIoU) on ``source_val`` and
   ``target_val``; the same table trained on ``target_train`` scored on ``target_val`` is its oracle. A
@@ -25,7 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from dada.data.classes import CITYSCAPES_TO_7, CITYSCAPES_TO_16, CLASSES_7, CLASSES_16, SYNTHIA_TO_7, SYNTHIA_TO_16
+from dada.data.classes import (
+    CITYSCAPES_TO_7,
+    CITYSCAPES_TO_16,
+    CLASSES_7,
+    CLASSES_16,
+    SYNTHIA_TO_7,
+    SYNTHIA_TO_16,
+)
 
 PROBE_BANDS = 8
 PROBE_LEVELS = 8  # per channel: 8³ colour bins
@@ -55,16 +62,18 @@ _TABLES: dict | None = None
 
 
 def train_ids(raw: np.ndarray, fmt: str, num_classes: int) -> np.ndarray:
-    """Train ids (``num_classes`` = ignore) of raw generator labels as written in ``fmt`` (source | target)."""
+    """Train ids (``num_classes`` = ignore) of raw generator labels as written in ``fmt``
+    (source | target)."""
     global _TABLES
     if _TABLES is None:
         _TABLES = _tables()
     return _TABLES[(fmt, num_classes)][raw]
 
 
-def image_stats(rgb: np.ndarray, raw: np.ndarray, fmt: str, horizon: float) -> dict:
+def image_stats(rgb: np.ndarray, raw: np.ndarray, fmt: str, horizon: float, components: bool = True) -> dict:
     """The fingerprint's statistics of one image: ``rgb`` H×W×3 uint8, ``raw`` H×W generator labels,
-    ``fmt`` the format it is written in (source | target), ``horizon`` its horizon row in pixels."""
+    ``fmt`` the format it is written in (source | target), ``horizon`` its horizon row in pixels;
+    ``components`` False leaves out the object sizes (the costliest part)."""
     import cv2
 
     h, w = raw.shape
@@ -81,7 +90,7 @@ def image_stats(rgb: np.ndarray, raw: np.ndarray, fmt: str, horizon: float) -> d
         out[f"shares{n}"] = np.bincount((sband * (n + 1) + lab).ravel(), minlength=SHARE_BANDS * (n + 1))
     lab16 = train_ids(raw, fmt, 16)
     sizes = {}
-    for c in np.unique(lab16):
+    for c in np.unique(lab16) if components else ():
         if c >= 16:
             continue
         count, _, stats, _ = cv2.connectedComponentsWithStats((lab16 == c).astype(np.uint8), connectivity=8)
@@ -129,7 +138,8 @@ def probe_scores(train: np.ndarray, test: np.ndarray, n: int, names) -> dict:
     to = np.where(rows > 0, conf / np.maximum(rows, 1), 0.0)
     return {
         "miou": round(100 * nanmean(iou), 1),
-        "iou": {name: (None if np.isnan(v) else round(100 * float(v), 1)) for name, v in zip(names, iou)},
+        "iou": {name: (None if np.isnan(v) else round(100 * float(v), 1))
+                for name, v in zip(names, iou, strict=True)},
         # where each ground-truth class goes (its largest wrong destination), in % of its pixels
         "largest_confusion": {
             names[g]: [names[int(p)], round(100 * float(to[g, p]), 1)]
@@ -144,7 +154,8 @@ def _shares(hist: np.ndarray, n: int, names) -> dict:
     total = per_band.sum()
 
     def pct(v, t):
-        return {name: round(100 * float(x) / t, 2) if t else 0.0 for name, x in zip([*names, "ignore"], v)}
+        return {name: round(100 * float(x) / t, 2) if t else 0.0
+                for name, x in zip([*names, "ignore"], v, strict=True)}
 
     return {"all": pct(per_band.sum(0), total),
             **{f"band{b}": pct(per_band[b], per_band[b].sum()) for b in range(SHARE_BANDS)}}
@@ -159,8 +170,8 @@ def summarise(stats: dict[str, dict]) -> dict:
             "horizon": "horizon row / image height, quantiles 10, 50, 90 %",
             "components": f"16 classes: 8-connected components; median area (px), median bounding-box width "
                           f"(px), % of the class's pixels in components under {CELL}x{CELL} px",
-            "probe": f"p(class | RGB quantised to {PROBE_LEVELS}^3 bins, row band of {PROBE_BANDS}) as a lookup "
-                     f"table; mIoU in %",
+            "probe": f"p(class | RGB quantised to {PROBE_LEVELS}^3 bins, row band of {PROBE_BANDS}) as a "
+                     "lookup table; mIoU in %",
         },
         "images": {s: int(stats[s]["images"]) for s in SPLITS if s in stats},
     }
@@ -178,9 +189,10 @@ def summarise(stats: dict[str, dict]) -> dict:
             if s is None or not len(s):
                 continue
             area, width = s[:, 0], s[:, 1]
+            small = area[area < CELL * CELL].sum()
             comps[name] = {"count": int(len(s)), "median_area": float(np.median(area)),
                            "median_width": float(np.median(width)),
-                           "pct_pixels_under_cell": round(100 * float(area[area < CELL * CELL].sum() / area.sum()), 1)}
+                           "pct_pixels_under_cell": round(100 * float(small / area.sum()), 1)}
         out[domain] = {
             "shares16": _shares(merged["shares16"], 16, CLASSES_16.names),
             "shares7": _shares(merged["shares7"], 7, CLASSES_7.names),
@@ -195,7 +207,8 @@ def summarise(stats: dict[str, dict]) -> dict:
         if "source_train" in stats:
             for s in ("source_val", "target_val"):
                 if s in stats:
-                    probes[f"{n}:source_train->{s}"] = probe_scores(stats["source_train"][key], stats[s][key], n, names)
+                    probes[f"{n}:source_train->{s}"] = probe_scores(stats["source_train"][key], stats[s][key],
+                                                                    n, names)
         if "target_train" in stats and "target_val" in stats:
             probes[f"{n}:target_train->target_val"] = probe_scores(
                 stats["target_train"][key], stats["target_val"][key], n, names)
@@ -219,8 +232,9 @@ def format_fingerprint(fp: dict) -> str:
             lines.append(f"  band{b}: " + ", ".join(f"{k} {v:.1f}" for v, k in band))
         lines.append("  shares7 all: " + ", ".join(f"{k} {v:.1f}" for k, v in d["shares7"]["all"].items()))
         lines.append("  components (median area px / median width px / % px under cell):")
-        lines.append("    " + "; ".join(f"{k} {c['median_area']:.0f}/{c['median_width']:.0f}/"
-                                        f"{c['pct_pixels_under_cell']:.0f}" for k, c in d["components"].items()))
+        sizes = [f"{k} {c['median_area']:.0f}/{c['median_width']:.0f}/{c['pct_pixels_under_cell']:.0f}"
+                 for k, c in d["components"].items()]
+        lines.append("    " + "; ".join(sizes))
         lines.append(f"  thin (>= 50 % of the pixels in components under one {CELL}x{CELL} cell): "
                      f"{', '.join(d['thin_classes'])}")
     lines.append("colour probe (trained -> scored: mIoU; per-class IoU):")

@@ -247,7 +247,8 @@ def _vignette(h: int, w: int) -> np.ndarray:
     return (1 - 0.11 * r2).astype(np.float32)
 
 
-def hood_mask(size: tuple[int, int], rng: np.random.Generator | None = None, height: float = 0.065) -> np.ndarray:
+def hood_mask(size: tuple[int, int], rng: np.random.Generator | None = None,
+              height: float = 0.065) -> np.ndarray:
     """The ego-vehicle bonnet: a shallow arc over the bottom ``height`` of the image at its centre (on
     average 0.8 × ``height`` of the pixels; the same for every image)."""
     h, w = size
@@ -285,16 +286,14 @@ LOOKS = {
 }
 
 
-def _glass(geo: Geometry, mat: np.ndarray, coarse: np.ndarray, base) -> tuple[np.ndarray, np.ndarray]:
-    """Version 2's one window model: facade windows (storeys of 3.2 m, bays of 3 m), car cabins and bus
-    windows are glass of the look's palette ``base``, brightened by a mottled reflection. Returns the
-    mask and the colours."""
+def _glass_mask(geo: Geometry, mat: np.ndarray) -> np.ndarray:
+    """Version 2's one window model, where it applies: facade windows (storeys of 3.2 m, bays of 3 m), car
+    cabins and bus windows; each look gives the glass its palette, brightened by a mottled reflection."""
     vertical = np.abs(geo.normal[..., 1]) < 0.5
     win = _windows(geo, mat)
     win |= (mat == CAR_CABIN) & vertical
     win |= (mat == BUS_BODY) & vertical & (geo.world[..., 1] > 1.6) & (geo.world[..., 1] < 2.6)
-    col = np.asarray(base, np.float32) * (1.0 + 0.5 * coarse[..., None])
-    return win, col
+    return win
 
 
 def shade_v2(scene: Scene, geo: Geometry, rng: np.random.Generator, look: str, fog: float = 0) -> np.ndarray:
@@ -311,8 +310,8 @@ def shade_v2(scene: Scene, geo: Geometry, rng: np.random.Generator, look: str, f
     tex, fine, coarse = _texture(scene, geo, mat, rng)
     world = geo.world.astype(np.float32)
     rgb = rgb * tex[..., None]
-    win, glass = _glass(geo, mat, coarse, p["glass"])
-    rgb = np.where(win[..., None], glass, rgb)
+    win = _glass_mask(geo, mat)
+    rgb[win] = np.asarray(p["glass"], np.float32) * (1.0 + 0.5 * coarse[win][:, None])
     lamp = (mat == LAMP) & (np.mod(world[..., 1] * 3.5, 1.0) < 0.55) & (np.abs(geo.normal[..., 2]) > 0.5)
     rgb[lamp] = p["lamp"]
     # sun, sky light and cast shadows
@@ -320,43 +319,48 @@ def shade_v2(scene: Scene, geo: Geometry, rng: np.random.Generator, look: str, f
     sun = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
     strength = float(rng.uniform(*p["sun"]))  # overcast .. sunny
     lam = np.clip(geo.normal @ sun.astype(np.float32), 0, 1)
-    shadow = _shadow(scene, geo, sun) if strength > 0.45 else np.zeros((h, w), np.float32)
-    light = 0.45 + 0.2 * (1 - strength) + 0.9 * lam * (1 - shadow) * strength
-    rgb = rgb * light[..., None] * np.array([1.0, 0.96, 0.88], np.float32)
-    # sky: gradient and clouds
+    # cast shadows on a grid of the same angular resolution as version 1's (every 2nd pixel at 128 rows)
+    step = max(2, int(round(h / 64)))
+    shadow = _shadow(scene, geo, sun, step) if strength > 0.45 else np.zeros((h, w), np.float32)
+    light = (0.45 + 0.2 * (1 - strength)) + (0.9 * strength) * lam * (1 - shadow)
+    rgb *= light[..., None] * np.array([1.0, 0.96, 0.88], np.float32)
+    # sky: gradient and clouds (float32 throughout; per-pixel work only where it applies)
+    f32 = np.float32
     sky = geo.prim == -2
-    v = (np.arange(h) / h)[:, None, None]
-    sky_col = np.asarray(p["zenith"]) * (1 - v) + np.asarray(p["horizon"]) * v
+    rows = np.broadcast_to((np.arange(h, dtype=f32) / h)[:, None], (h, w))[sky][:, None]
     cover = float(rng.uniform(*p["cover"]))
-    clouds = np.clip(cover - 0.5 + 0.8 * _noise(rng, (h, w), 3) + 0.2 * fine, 0, 1)[..., None]
-    sky_rgb = sky_col * (1 - clouds) + np.array([0.92, 0.92, 0.94]) * clouds
-    rgb = np.where(sky[..., None], sky_rgb, rgb)
+    clouds = np.clip(cover - 0.5 + 0.8 * _noise(rng, (h, w), 3)[sky] + 0.2 * fine[sky], 0, 1)[:, None]
+    sky_col = np.asarray(p["zenith"], f32) * (1 - rows) + np.asarray(p["horizon"], f32) * rows
+    rgb[sky] = sky_col * (1 - clouds) + np.asarray([0.92, 0.92, 0.94], f32) * clouds
     if p["camera"]:
-        visibility = float(fog) if fog else float(rng.uniform(10000, 40000))
-        haze = 1.0 - np.exp(-np.minimum(geo.depth, FAR) * (2.996 / visibility))
-        haze_col = np.asarray(p["horizon"]) * float(rng.uniform(0.85, 1.0))
-        air = rgb * (1 - haze[..., None]) + haze_col * haze[..., None]
-        rgb = np.where(sky[..., None], haze_col if fog else rgb, air)
+        visibility = float(rng.uniform(10000, 40000))  # drawn always: fog changes nothing else
+        visibility = float(fog) if fog else visibility
+        haze = (1.0 - np.exp(-np.minimum(geo.depth[~sky], FAR) * (2.996 / visibility))).astype(f32)[:, None]
+        haze_col = np.asarray(p["horizon"], f32) * f32(rng.uniform(0.85, 1.0))
+        rgb[~sky] = rgb[~sky] * (1 - haze) + haze_col * haze
+        if fog:
+            rgb[sky] = haze_col
     if scene.bonnet:
         hood = hood_mask((h, w), height=HOOD_V2)
-        rgb[hood] = (np.array([0.1, 0.1, 0.12]) + 0.1 * (np.arange(h)[:, None] / h * np.ones((1, w)))[hood][:, None])
+        shade = np.broadcast_to((np.arange(h, dtype=f32) / h)[:, None], (h, w))[hood][:, None]
+        rgb[hood] = np.asarray([0.1, 0.1, 0.12], f32) + 0.1 * shade
     if not p["camera"]:
-        rgb = rgb * float(rng.uniform(0.9, 1.1))  # the engine's exposure
+        rgb = rgb * f32(rng.uniform(0.9, 1.1))  # the engine's exposure
         return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    rgb = rgb * float(rng.uniform(0.85, 1.25)) * rng.uniform(0.9, 1.1, 3)
-    rgb = np.clip(rgb, 0, None)
+    rgb *= (float(rng.uniform(0.85, 1.25)) * rng.uniform(0.9, 1.1, 3)).astype(f32)
+    np.clip(rgb, 0, None, out=rgb)
     rgb = rgb / (1.0 + 0.35 * rgb)  # soft shoulder
-    rgb = np.power(np.clip(rgb * 1.25, 0, 1), 0.9)
-    rgb = rgb * _vignette(h, w)[..., None]
+    rgb = np.power(np.clip(rgb * 1.25, 0, 1), f32(0.9))
+    rgb *= _vignette(h, w)[..., None]
     sigma = float(rng.uniform(0.4, 0.9)) * h / 128.0  # the same optical blur at any image size
-    rgb = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), sigma)
-    rgb = rgb + float(rng.uniform(0.005, 0.02)) * rng.standard_normal(rgb.shape, np.float32) * np.sqrt(
-        np.clip(rgb, 0.05, 1)
-    )
+    rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
+    noise = f32(rng.uniform(0.005, 0.02)) * rng.standard_normal(rgb.shape, f32)
+    rgb += noise * np.sqrt(np.clip(rgb, 0.05, 1))
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def render_v2(scene: Scene, rng: np.random.Generator, look: str, fog: float = 0) -> tuple[np.ndarray, Geometry]:
+def render_v2(scene: Scene, rng: np.random.Generator, look: str,
+              fog: float = 0) -> tuple[np.ndarray, Geometry]:
     """Version 2: geometry and the ``look``'s rendering; a car-mounted camera's bonnet is labelled ego."""
     geo = render_geometry(scene)
     rgb = shade_v2(scene, geo, rng, look, fog)

@@ -151,7 +151,8 @@ def _write_one(root: Path, seed: int, domain: str, index: int, size: tuple[int, 
     stats = None
     if opts.get("version", 1) >= 2:
         stats = fingerprint.image_stats(rgb, geo.label, "source" if domain == "source" else "target",
-                                        horizon_row(scene))
+                                        horizon_row(scene),
+                                        components=split_of(domain, index).endswith("val"))
     if domain == "source":
         depth = geo.depth
         if (geo.label == EGO).any():  # the target camera's bonnet (shift none / appearance): ~2 m away
