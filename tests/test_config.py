@@ -54,12 +54,12 @@ def test_official_defaults():
 ])
 def test_table3_switches(method, adversarial, depth_head, fusion, depth_loss, halved):
     cfg = load_config(f"synthia2cityscapes_{method}")
-    assert list(cfg.method.adversarial) == adversarial
+    assert list(cfg.method.get("adversarial", [])) == adversarial  # S1 and MinEnt have no such key
     assert (cfg.model.depth_head, cfg.model.feature_fusion) == (depth_head, fusion)
-    assert (cfg.method.depth_supervision, cfg.method.halve_d_loss) == (depth_loss, halved)
-    from dada.methods import METHODS, Adversarial, MinEnt, SourceOnly
+    assert (cfg.method.depth_supervision, cfg.method.get("halve_d_loss", False)) == (depth_loss, halved)
+    from dada.methods import DADA, METHODS, Adversarial, MinEnt, SourceOnly
 
-    expected = {"s1": SourceOnly, "minent": MinEnt}.get(method, Adversarial)
+    expected = {"s1": SourceOnly, "minent": MinEnt, "s7": DADA}.get(method, Adversarial)
     assert METHODS[cfg.method.name] is expected
 
 

@@ -48,7 +48,7 @@ def test_dast_step_supervises_depth_and_orders_the_mix():
     from dada.methods.dast import DepthAwareSelfTraining
 
     model, method = _build(DepthAwareSelfTraining, _depth=True)
-    assert method.uses_source_depth
+    assert type(method).needs_source_depth(method.cfg.method)
     method.keep_outputs = True
     loss = method.train_step(*_batches(0), 0)
     assert set(loss) == {"seg_src", "depth_src", "seg_mix"} and all(torch.isfinite(v) for v in loss.values())

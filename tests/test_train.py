@@ -40,21 +40,34 @@ def overrides(data: Path, preset: str, run_root: Path, *extra: str) -> list[str]
 
 #: the paper's comparison systems run end to end in tests/test_methods_engine.py (one setting each)
 COMPARISON = {"clan", "adaptpatch", "spigan", "spigan_nopi", "oracle"}
+VARIANTS = {"dacs_paper", "dast_class", "dast_nofusion"}  # self-training variants: tests of their own
 
 
-@pytest.mark.parametrize("preset",
-                         [p for p in list_presets() if split_preset(p)[1] not in ALIASES | COMPARISON])
+def _every_preset() -> list:
+    """Every preset but the aliases and the comparison systems; the fast tier (``-m "not slow"``) keeps
+    every method on the ``benchmark`` setting and S7 on every setting."""
+    presets = [p for p in list_presets() if split_preset(p)[1] not in ALIASES | COMPARISON | VARIANTS
+               and split_preset(p)[0] != "benchmark2camvid"]  # CamVid files: tests/test_camvid_eval.py
+    return [pytest.param(p, marks=() if split_preset(p)[0] == "benchmark" or split_preset(p)[1] == "s7"
+                         else pytest.mark.slow) for p in presets]
+
+
+@pytest.mark.parametrize("preset", _every_preset())
 def test_every_preset_runs_two_iterations(preset, data, tmp_path):
     cfg = load_config(preset, overrides(data, preset, tmp_path, "train.max_iters=2"))
     run = Trainer(cfg).fit()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["kind"] == "train"]
     assert [r["iteration"] for r in train] == [0, 1]
-    expected = {"seg_src"} | {f"adv_trg_{k}" for k in cfg.method.adversarial}
+    adversarial = set(cfg.method.get("adversarial", []))  # the adversarial methods' key
+    expected = {"seg_src"} | {f"adv_trg_{k}" for k in adversarial}
     assert expected <= set(train[0]["loss"]) and all(v == v for v in train[0]["loss"].values())
     final = load_checkpoint(run / "checkpoints" / "final.pt")
-    discriminators = {k.split(".")[1] for k in final["method"]["extra_modules"]}
-    assert final["iteration"] == 2 and discriminators == set(cfg.method.adversarial)
+    extra = final["method"]["extra_modules"]
+    discriminators = {k.split(".")[1] for k in extra if k.startswith("discriminators.")}
+    assert final["iteration"] == 2 and discriminators == adversarial
+    if cfg.method.name in ("dacs", "dast"):  # the EMA teacher travels in every checkpoint
+        assert any(k.startswith("teacher.") for k in extra) and "self_training" in final["method"]
     assert final["model_spec"]["num_classes"] == cfg.model.num_classes
 
 
@@ -162,6 +175,7 @@ def _run_until(command: list[str], path: Path, env: dict) -> None:
     process.wait()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical(data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     subprocess.run(_train_command(data, tmp_path, "reference"), env=env, check=True, capture_output=True)
@@ -205,7 +219,7 @@ def test_cli_train_resume_list_and_errors(data, tmp_path, capsys):
     assert main(["train", "benchmark_dada", "data.source.root=null", "data.num_workers=0",
                  f"output.root={tmp_path}"]) == 2
     assert "data.source.root" in capsys.readouterr().err
-    assert len(methods()) == 17  # S1–S7, 3 aliases, MinEnt, AdaptSegNet, the 5 comparison presets
+    assert len(methods()) == 22  # S1–S7, 3 aliases, MinEnt, AdaptSegNet, the 5 comparison presets, 5 self-training
 
 
 def test_presets_with_unverified_constants_say_so(tmp_path, capsys):

@@ -32,8 +32,6 @@ from dada.errors import DadaError
 #: ``dada.benchmark.ensure_benchmark``); its ``source/`` or ``target/`` sub-folder is used.
 BENCHMARK_ROOT = "@benchmark"
 
-#: Discriminator inputs a method may adapt on (one discriminator each).
-ADVERSARIAL_INPUTS = ("self_information", "depth", "depth_aware", "softmax")
 #: how a run's final checkpoint is chosen → what the choice means (training, ``dada eval``, reports)
 SELECTION_POLICIES = {
     "last": "last snapshot (nothing chosen on the evaluation set)",
@@ -42,7 +40,6 @@ SELECTION_POLICIES = {
 }
 SGD_MODES = ("official", "standard")  # dada.optim
 PRECISIONS = ("fp32", "bf16", "fp16")
-GAN_LOSSES = ("least_squares", "bce")  # SPIGAN's image GAN (method.gan_loss)
 MAX_SEED = 2**32 - 1  # numpy's random seeds lie in [0, 2**32)
 
 
@@ -67,6 +64,7 @@ class ModelConfig:
     pretrained_kind: str = "auto"  # auto | imagenet (DeepLab_resnet_pretrained_imagenet.pth) | torchvision
     #                                | segmenter (a whole official/our model, e.g. to fine-tune)
     sync_bn: bool = False  # several GPUs: BN statistics over all ranks' images (default: per rank, batch 1)
+    require_pretrained: bool = False  # the paper settings: refuse to start without model.pretrained
 
 
 @dataclass
@@ -125,60 +123,16 @@ class DataConfig:
         name="cityscapes", split="val", size=[512, 1024]))
 
 
-@dataclass
-class MethodConfig:
-    """How the run trains: ``name`` picks the class (``dada.methods.METHODS``); the other keys are its
-    settings. Each entry of ``adversarial`` is one discriminator on that input: ``self_information``
-    (AdvEnt's I(P), eq. 5), ``depth`` (the predicted inverse-depth map, 1 channel), ``depth_aware``
-    (DADA's I(P) ⊙ depth, the input of the discriminator objective eq. 6 and the fooling term eq. 7),
-    ``softmax`` (AdaptSegNet, output space)."""
-
-    name: str = "dada"
-    adversarial: list[str] = field(default_factory=lambda: ["depth_aware"])
-    depth_supervision: bool = True  # λ_dep·berHu (eq. 2-3) on the source depth (needs model.depth_head)
-    halve_d_loss: bool = False  # ADVENT's train_advent divides each discriminator term by 2
-    ndf: int = 64  # discriminator width
-    # CLAN (RoyalVane/CLAN CLAN_train.py, SYNTHIA branch): λ_weight, λ_local (40 for GTA5), ε,
-    # PREHEAT_STEPS = NUM_STEPS_STOP/20, and utils/loss.py CrossEntropy2d's focal gamma (0: plain CE)
-    clan_lambda_weight: float = 0.01
-    clan_lambda_local: float = 10.0
-    clan_epsilon: float = 0.4
-    clan_preheat: float = 0.05
-    clan_focal_gamma: float = 2.0
-    # AdaptPatch (Tsai et al. ICCV 2019): K modes, λ_d, λ_adv in the patch space; patch side, 2×2
-    # sub-histogram grid; how many source images / patches the K-means sees (0 = all). K, λ_d, λ_adv and
-    # the grid are NOT verified against the paper (its stored copies are readable only up to §1; see
-    # docs/methods.md); patch_size and the K-means sample sizes are ours
-    patch_modes: int = 50
-    lambda_patch_cls: float = 0.01
-    lambda_patch_adv: float = 0.0005
-    # L_d's weight in H's own gradient; null: λ_d, the paper's joint objective (H and G minimise
-    # λ_d·L_d together). A short schedule gives H the unweighted L_d (1.0) so that it learns the modes
-    # while G still receives λ_d·∇L_d: at λ_d = 0.01 and 400 iterations H stays at chance (L_d = ln K)
-    lambda_patch_cls_h: float | None = None
-    patch_size: int = 32
-    patch_grid: int = 2
-    patch_kmeans_images: int = 0
-    patch_kmeans_points: int = 200000
-    # SPIGAN (Lee et al. ICLR 2019): α (GAN), β (task), γ (privileged), δ (perceptual); privileged=false
-    # is SPIGAN-no-PI. α..δ are NOT verified against the paper (its stored copies are readable only up to
-    # §1); they equal the values of two independent reimplementations (jlim13/spigan main.py defaults,
-    # masataka46/SPIGAN train_GAN.py loss_alpha..loss_delta). CycleGAN's
-    # generator/PatchGAN sizes and Adam 2e-4 (0.5, 0.999): our choices (see docs/methods.md)
-    spigan_alpha: float = 1.0
-    spigan_beta: float = 0.5
-    spigan_gamma: float = 0.1
-    spigan_delta: float = 0.33
-    # the image GAN's loss: least squares as both independent SPIGAN reimplementations (jlim13/spigan
-    # main.py --adversarial_loss default; masataka46/SPIGAN train_GAN.py) and CycleGAN; bce: the log form
-    gan_loss: str = "least_squares"
-    privileged: bool = False  # SPIGAN: the source depth feeds the privileged network P
-    privileged_arch: str | None = None  # P's backbone (default model.arch)
-    gan_lr: float = 2e-4
-    gan_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    generator_ngf: int = 64
-    generator_blocks: int = 9
-    image_ndf: int = 64
+#: keys of the old union ``MethodConfig`` (every method's keys in one class, before each method owned its
+#: ``Settings``): a saved config of that time lists them all; those the run's method does not have are
+#: dropped when it is read back (:func:`from_dict`), so old run folders and checkpoints still load.
+LEGACY_METHOD_KEYS = frozenset({
+    "name", "adversarial", "depth_supervision", "halve_d_loss", "ndf", "clan_lambda_weight",
+    "clan_lambda_local", "clan_epsilon", "clan_preheat", "clan_focal_gamma", "patch_modes",
+    "lambda_patch_cls", "lambda_patch_adv", "lambda_patch_cls_h", "patch_size", "patch_grid",
+    "patch_kmeans_images", "patch_kmeans_points", "spigan_alpha", "spigan_beta", "spigan_gamma",
+    "spigan_delta", "gan_loss", "privileged", "privileged_arch", "gan_lr", "gan_betas", "generator_ngf",
+    "generator_blocks", "image_ndf"})
 
 
 @dataclass
@@ -226,7 +180,9 @@ class OutputConfig:
 class Config:
     preset: str | None = None
     seed: int = 1234
-    method: MethodConfig = field(default_factory=MethodConfig)
+    # typed from the chosen method's Settings (dada.methods: METHODS[method.name].Settings) by
+    # load_config / from_dict; each method owns its keys
+    method: Any = field(default_factory=lambda: {"name": "dada"})
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -294,11 +250,16 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | tuple[st
             raise DadaError(f"config file {path} must hold a mapping of keys, got {type(user).__name__}")
         fragments = (preset_fragments(user["preset"]) if user.get("preset") else []) + [user]
         origin = str(path)
+        user_file = not user.get("preset")
     else:
         fragments = preset_fragments(str(name_or_path))
         origin = f"preset {name_or_path}"
+        user_file = False
     for fragment in fragments:
         cfg = _merge(cfg, fragment, origin)
+    # a setting's method keys are defaults for the methods that have them (ndf for the adversarial ones)
+    method_parts = [((f or {}).get("method"), origin, f is fragments[0] and not user_file)
+                    for f in fragments]
     dotlist = [str(o) for o in overrides]
     for item in dotlist:
         if "=" not in item:
@@ -308,8 +269,51 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | tuple[st
     except OmegaConfBaseException as error:
         raise DadaError(f"bad override in {dotlist}: {error}") from None
     cfg = _merge(cfg, override_cfg, "overrides")
+    method_parts.append((OmegaConf.to_container(override_cfg, resolve=False).get("method"), "overrides", False))
+    cfg.method = _typed_method(cfg, method_parts)
     validate(cfg)
     return cfg
+
+
+def _typed_method(cfg: DictConfig, parts: list[tuple[Any, str, bool]]) -> DictConfig:
+    """``cfg.method`` typed by the chosen method's ``Settings``: the method parts of the fragments merged
+    in order on its defaults; an unknown key or a wrong type is an error naming the method's keys. A
+    lenient part (a setting's defaults; an old saved config's union keys) keeps only the method's keys.
+
+    A key that another method has but this one does not (``method.ndf=8`` given to every method of a
+    study) does not apply to this method: it is dropped with a warning naming it; a key that no method
+    has is an error (a typo)."""
+    import warnings
+
+    from dada.methods import METHODS, method_class  # the method plug-ins (they never import this module)
+
+    name = str(cfg.method.get("name", "dada"))
+    node = OmegaConf.structured(method_class(name).Settings)
+    fields = set(node.keys())
+    for part, origin, lenient in parts:
+        if not part:
+            continue
+        if not isinstance(part, dict):
+            raise DadaError(f"{origin}: 'method' must be a mapping of keys, got {part!r}")
+        if lenient:
+            part = {k: v for k, v in part.items() if k in fields}
+        elsewhere = {k for k in set(part) - fields
+                     if any(k in OmegaConf.structured(m.Settings) for m in set(METHODS.values()))}
+        if elsewhere:
+            warnings.warn(f"{origin}: {', '.join('method.' + k for k in sorted(elsewhere))} does not apply to "
+                          f"method {name!r} (a key of other methods): ignored", UserWarning, stacklevel=3)
+            part = {k: v for k, v in part.items() if k not in elsewhere}
+        unknown = sorted(set(part) - fields)
+        if unknown:
+            raise DadaError(f"{origin}: unknown key 'method.{unknown[0]}' for method {name!r}; its keys: "
+                            f"{', '.join('method.' + k for k in node.keys())}")
+        try:
+            node = OmegaConf.merge(node, part)
+        except OmegaConfBaseException as error:
+            key = getattr(error, "full_key", "") or ""
+            raise DadaError(f"{origin}: wrong type for 'method.{key}' of method {name!r} "
+                            f"({str(error).splitlines()[0]})") from None
+    return node
 
 
 #: The most values a YAML file may expand to, each use of an alias counted in full (a config holds a few
@@ -407,17 +411,9 @@ def _explain(error: Exception, key: str) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Checks across keys that types alone cannot express."""
-    method, model = cfg.method, cfg.model
-    for name in method.adversarial:
-        if name not in ADVERSARIAL_INPUTS:
-            raise DadaError(f"method.adversarial: unknown input {name!r}; "
-                            f"use any of {', '.join(ADVERSARIAL_INPUTS)}")
-    if len(set(method.adversarial)) != len(method.adversarial):
-        raise DadaError(f"method.adversarial lists an input twice: {list(method.adversarial)}")
-    needs_depth = method.depth_supervision or {"depth", "depth_aware"} & set(method.adversarial)
-    if needs_depth and not model.depth_head:
-        raise DadaError("this method uses the depth branch (method.depth_supervision or a depth "
-                        "discriminator) but model.depth_head=false: set model.depth_head=true")
+    from dada.methods import method_class  # the method plug-ins check their own settings
+
+    method_class(str(cfg.method.name)).check_settings(cfg)
     if cfg.train.sgd not in SGD_MODES:
         raise DadaError(f"train.sgd must be one of {', '.join(SGD_MODES)}, got {cfg.train.sgd!r}")
     if cfg.eval.selection not in SELECTION_POLICIES:
@@ -425,9 +421,6 @@ def validate(cfg: DictConfig) -> None:
                         f"got {cfg.eval.selection!r}")
     if cfg.eval.selection == "best-on-val" and cfg.eval.every <= 0:
         raise DadaError("eval.selection=best-on-val needs periodic evaluation: set eval.every=N")
-    if cfg.method.gan_loss not in GAN_LOSSES:
-        raise DadaError(f"method.gan_loss must be one of {', '.join(GAN_LOSSES)}, "
-                        f"got {cfg.method.gan_loss!r}")
     if cfg.train.precision not in PRECISIONS:
         raise DadaError(f"train.precision must be one of {', '.join(PRECISIONS)}, "
                         f"got {cfg.train.precision!r}")
@@ -469,7 +462,14 @@ def to_dict(cfg: DictConfig) -> dict:
 
 def from_dict(data: dict) -> DictConfig:
     """A typed config from :func:`to_dict`'s output (checkpoints, run folders)."""
+    data = dict(data)
+    method = dict(data.get("method") or {})
+    legacy = {k for k in method if k in LEGACY_METHOD_KEYS and k != "name"}
+    data["method"] = {"name": method.get("name", "dada")}
     cfg = _merge(OmegaConf.structured(Config), data, "saved config")
+    strict = {k: v for k, v in method.items() if k not in legacy}
+    cfg.method = _typed_method(cfg, [({k: method[k] for k in legacy}, "saved config", True),
+                                     (strict, "saved config", False)])
     validate(cfg)
     return cfg
 

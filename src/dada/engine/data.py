@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dada.config import to_dict
 from dada.errors import DadaError
+from dada.methods import method_class
 
 DOMAINS = {"source": 0, "target": 1}
 
@@ -63,7 +64,7 @@ def build_part(cfg: DictConfig, part: str) -> Dataset:
     from dada.data.transforms import check_augment
 
     spec = cfg.data[part]
-    source_depth = cfg.method.depth_supervision or cfg.method.privileged  # SPIGAN's P regresses it
+    source_depth = method_class(cfg.method.name).needs_source_depth(cfg.method)  # the method says
     options = {"source": dict(depth=source_depth, labels=True, label_size="input"),
                "target": dict(depth=False, labels=False, label_size="input"),
                "val": dict(depth=False, labels=True, label_size="native")}[part]

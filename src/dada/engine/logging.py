@@ -1,8 +1,8 @@
 """What a run shows: a progress bar, ``metrics.jsonl`` (no TensorBoard needed) and TensorBoard.
 
 Scalars (every loss, the learning rates, the iteration time) every ``train.log_every`` iterations;
-images every ``train.image_every``: source and target inputs and predictions, the target's
-self-information map, the predicted depth and the depth-aware map. On resume, records after the
+images every ``train.image_every``: source and target inputs, predictions and predicted depth, and the
+images the method adds (``Method.log_images``). On resume, records after the
 checkpoint are dropped from both ``metrics.jsonl`` and TensorBoard, so the logs match the weights; a
 partial last line (what a full disk or a power loss leaves) is dropped too. The running means in
 progress at a checkpoint are saved in it (:meth:`TrainLogger.running_state`), so the means logged after a
@@ -22,6 +22,9 @@ import torch
 from omegaconf import DictConfig
 
 from dada.io import append_line, write_text
+
+
+STAT = "stat/"  # running-mean keys of a method's extra scalars
 
 
 class TrainLogger:
@@ -64,10 +67,15 @@ class TrainLogger:
         every = self.cfg.train.image_every
         return every > 0 and (iteration + 1) % every == 0
 
-    def step(self, iteration: int, losses: dict[str, float], lrs: dict[str, float], seconds: float) -> None:
-        """Record iteration ``iteration`` (0-based); flush means every ``log_every`` iterations."""
+    def step(self, iteration: int, losses: dict[str, float], lrs: dict[str, float], seconds: float,
+             stats: dict[str, float] | None = None) -> None:
+        """Record iteration ``iteration`` (0-based); flush means every ``log_every`` iterations. ``stats``:
+        a method's extra scalars (``Method.log_scalars``, e.g. the pseudo-label weight), logged as
+        ``stats`` beside ``loss``."""
         for name, value in losses.items():
             self.running[name].append(value)
+        for name, value in (stats or {}).items():
+            self.running[STAT + name].append(float(value))
         self.running["time"].append(seconds)
         if self.bar is not None:
             self.bar.update(1)
@@ -77,7 +85,12 @@ class TrainLogger:
         means = {name: float(np.mean(values)) for name, values in self.running.items()}
         self.running.clear()
         seconds_per_iter = means.pop("time")
+        stats = {name[len(STAT):]: means.pop(name) for name in list(means) if name.startswith(STAT)}
         record = {"iteration": iteration, "loss": means, "lr": lrs, "seconds_per_iter": seconds_per_iter}
+        if stats:
+            record["stats"] = stats
+            for name, value in stats.items():
+                self.tb.add_scalar(f"stats/{name}", value, iteration)
         self.write({"kind": "train", **record})
         for name, value in means.items():
             self.tb.add_scalar(f"loss/{name}", value, iteration)
@@ -98,10 +111,11 @@ class TrainLogger:
             self.bar.write(f"iteration {iteration + 1}: val mIoU {100 * miou:.2f}")
 
     def images(self, iteration: int, outputs: dict[str, torch.Tensor], num_classes: int,
-               preprocess: str) -> None:
-        """The first item of each batch: inputs, predictions, self-information, depth, depth-aware map."""
+               preprocess: str, extra: dict | None = None) -> None:
+        """The first item of each batch: inputs, predictions and depth; then the method's own images
+        (``Method.log_images``: AdvEnt's self-information and DADA's depth-aware maps, a self-training
+        method's mixed image, its label, mask and pseudo-label weight)."""
         from dada.data import class_set, denormalize
-        from dada.losses import depth_aware_map, self_information
 
         palette = class_set(num_classes).colorize
         for domain in ("source", "target"):
@@ -112,15 +126,15 @@ class TrainLogger:
                               dataformats="HWC")
             prediction = seg[0].argmax(0).cpu().numpy()
             self.tb.add_image(f"{domain}/prediction", palette(prediction), iteration, dataformats="HWC")
-            surprisal = self_information(torch.softmax(seg[:1].float(), 1))  # eq. (5), 1×C×H×W
-            if domain == "target":
-                self.tb.add_image("target/self_information", _gray(surprisal.sum(1)[0]), iteration,
-                                  dataformats="HW")
             if depth is not None:
                 self.tb.add_image(f"{domain}/depth", _gray(depth[0, 0]), iteration, dataformats="HW")
-                if domain == "target":  # what DADA's discriminator sees, summed over the classes
-                    dada_map = depth_aware_map(surprisal, depth[:1].float()).sum(1)[0]
-                    self.tb.add_image("target/depth_aware", _gray(dada_map), iteration, dataformats="HW")
+        for tag, picture in (extra or {}).items():
+            array = picture.detach().float().cpu().numpy() if isinstance(picture, torch.Tensor) else picture
+            if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+                array = array.transpose(1, 2, 0)  # CHW -> HWC
+            if array.ndim == 3 and array.shape[-1] == 1:
+                array = array[..., 0]
+            self.tb.add_image(tag, array, iteration, dataformats="HW" if array.ndim == 2 else "HWC")
 
     def close(self) -> None:
         self.tb.flush()

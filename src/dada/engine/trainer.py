@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from dada.config import SELECTION_POLICIES, save_config, to_dict
+from dada.config import SELECTION_POLICIES, from_dict, save_config, to_dict
 from dada.devices import resolve_device
 from dada.engine import checkpoint as ckpt
 from dada.engine import distributed
@@ -28,7 +28,7 @@ from dada.engine.accelerate import Accelerator, trained_modules
 from dada.engine.data import build_part, infinite_loader
 from dada.errors import DadaError
 from dada.io import write_json
-from dada.methods import METHODS
+from dada.methods import method_class
 from dada.models import build_segmenter, load_pretrained
 from dada.models.segmenter import spec_keys
 
@@ -57,12 +57,13 @@ def default_run_dir(cfg: DictConfig) -> Path:
 
 
 def check_pretrained(cfg: DictConfig) -> str | None:
-    """The initial weights to load, or None. A paper preset (``synthia2*``) needs them: the official
-    training script refuses to start without its ImageNet weights, and a random init wastes a GPU week."""
+    """The initial weights to load, or None. A paper setting (``model.require_pretrained``, set by the
+    ``synthia2*`` settings) needs them: the official training script refuses to start without its
+    ImageNet weights, and a random init wastes a GPU week."""
     pretrained = cfg.model.pretrained
     if pretrained is not None and str(pretrained).lower() == NO_PRETRAINED:
         return None
-    if pretrained is None and str(cfg.preset or "").startswith("synthia2"):
+    if pretrained is None and cfg.model.require_pretrained:
         raise DadaError(f"preset {cfg.preset}: model.pretrained is not set. The paper's runs start from the "
                         f"ImageNet weights DeepLab_resnet_pretrained_imagenet.pth: give "
                         f"model.pretrained=/path/to/DeepLab_resnet_pretrained_imagenet.pth, or "
@@ -79,9 +80,7 @@ class Trainer:
         # torchrun: join the process group, one device per rank (dada.engine.distributed)
         self.dist, self.device = distributed.setup(resolve_device(cfg.train.device, "train.device"))
         seed_everything(cfg.seed, cfg.train.deterministic)
-        if cfg.method.name not in METHODS:
-            raise DadaError(f"method.name: unknown method {cfg.method.name!r}; choose one of "
-                            f"{', '.join(METHODS)}")
+        method_cls = method_class(cfg.method.name)
         self.model_spec = {key: cfg.model[key] for key in spec_keys()}
         try:
             self.model = build_segmenter(**self.model_spec)
@@ -97,7 +96,7 @@ class Trainer:
             self.model = distributed.convert_sync_batchnorm(self.model, self.device)
         self.model.to(self.device).train()
         try:
-            self.method = METHODS[cfg.method.name](cfg, self.model, self.device)
+            self.method = method_cls(cfg, self.model, self.device)
         except ValueError as error:
             raise DadaError(f"method: {error}") from None
         for module in (self.model, self.method.extra_modules):  # every rank starts from rank 0's weights
@@ -152,6 +151,8 @@ class Trainer:
                  "model": self.model.state_dict(), "method": self.method.state_dict(),
                  "rng": rng[0], "data": dict(self.consumed), "selection": dict(self.selection),
                  "world_size": self.dist.world_size,
+                 "method_info": {"source_depth": type(self.method).needs_source_depth(self.cfg.method),
+                                 "target_trained": type(self.method).target_trained},
                  "log": self.logger.running_state() if self.logger is not None else {}}
         if self.dist.enabled and gather:
             state["rng_ranks"] = rng
@@ -160,7 +161,7 @@ class Trainer:
         return state
 
     def load_state(self, checkpoint: dict[str, Any]) -> None:
-        saved, current = checkpoint["config"], to_dict(self.cfg)
+        saved, current = to_dict(from_dict(checkpoint["config"])), to_dict(self.cfg)  # old union keys dropped
         differences = [key for key in _diff(saved, current) if tuple(key.split(".")[:2]) not in RUNTIME_KEYS]
         if differences:
             raise DadaError(f"the run folder was trained with a different config ({', '.join(differences)}): "
@@ -239,10 +240,11 @@ class Trainer:
                 self.consumed["target"] += (cfg.data.target.batch_size * world
                                             if self.method.needs_target else 0)
                 seconds = time.perf_counter() - started
-                logger.step(self.iteration - 1, step_losses, self.learning_rates(), seconds)
+                logger.step(self.iteration - 1, step_losses, self.learning_rates(), seconds,
+                            stats=self.method.log_scalars())
                 if self.method.keep_outputs:
                     logger.images(self.iteration - 1, self.method.last_outputs, cfg.model.num_classes,
-                                  cfg.data.preprocess)
+                                  cfg.data.preprocess, extra=self.method.log_images())
                     self.method.last_outputs = {}
                 done = self.iteration
                 if cfg.eval.every > 0 and (done % cfg.eval.every == 0 or done == train.max_iters):
@@ -272,14 +274,16 @@ class Trainer:
         was (train mode, random generators)."""
         from dada.evaluation import evaluate_segmenter
 
+        network = self.method.evaluation_network()  # the segmenter, or a method's other network (a teacher)
+        was_training = network.training
         with torch.random.fork_rng(devices=[]):
             try:
-                result = evaluate_segmenter(self.model, dataset, num_classes=self.cfg.model.num_classes,
+                result = evaluate_segmenter(network, dataset, num_classes=self.cfg.model.num_classes,
                                             device=self.device, max_images=self.cfg.eval.max_images,
                                             depth_bins=None, num_workers=self.cfg.data.num_workers,
                                             progress=False)
             finally:
-                self.model.train()
+                network.train(was_training)
         return float(result.miou)
 
     def _evaluate(self, dataset, checkpoints: Path, logger) -> float | None:
@@ -317,7 +321,7 @@ class SilentLogger:
     def wants_images(self, iteration: int) -> bool:
         return False
 
-    def step(self, iteration: int, losses: dict, lrs: dict, seconds: float) -> None:
+    def step(self, iteration: int, losses: dict, lrs: dict, seconds: float, stats: dict | None = None) -> None:
         return None
 
     def evaluation(self, iteration: int, miou: float, extra: dict) -> None:

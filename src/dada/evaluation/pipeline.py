@@ -153,7 +153,10 @@ def model_label(info: Mapping) -> str:
         label = f"{preset} (seed {config['seed']})" if "seed" in config else str(preset)
     else:
         label = Path(str(info.get("source", "model"))).stem
-    if (config.get("method") or {}).get("name") == "oracle":
+    trained_on_target = (info.get("method_info") or {}).get("target_trained")
+    if trained_on_target is None:  # checkpoints written before methods recorded it
+        trained_on_target = (config.get("method") or {}).get("name") == "oracle"
+    if trained_on_target:
         label = f"{label}: {ORACLE_LABEL}"
     return label
 
@@ -161,7 +164,10 @@ def model_label(info: Mapping) -> str:
 def uses_depth(info: Mapping) -> bool:
     """Whether the model used depth as privileged information (a supervised depth branch, or SPIGAN's
     privileged network)."""
-    spec = info.get("model_spec") or {}
+    recorded = (info.get("method_info") or {}).get("source_depth")
+    if recorded is not None:  # what the method said it used (Method.needs_source_depth)
+        return bool(recorded)
+    spec = info.get("model_spec") or {}  # checkpoints written before methods recorded it
     method = (info.get("config") or {}).get("method") or {}
     if method.get("privileged"):
         return True

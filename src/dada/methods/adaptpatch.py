@@ -28,6 +28,8 @@ choices. The rest (segmenter SGD 2.5e-4 / ×10 head, Adam 1e-4 (0.9, 0.99) for t
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import math
 from pathlib import Path
 from typing import ClassVar
@@ -42,6 +44,7 @@ from dada.data.classes import IGNORE_INDEX
 from dada.errors import DadaError
 from dada.io import save_torch
 from dada.methods.adversarial import DISCRIMINATOR_INPUTS, discriminator_input
+from dada.methods.adversarial import AdversarialSettings
 from dada.methods.base import Method, forward_upsampled
 from dada.models import Segmenter, build_discriminator
 
@@ -181,12 +184,36 @@ class PatchDiscriminator(nn.Module):
 # ----------------------------------------------------------------------------------------- the method
 
 
+@dataclass
+class AdaptPatchSettings(AdversarialSettings):
+    """Tsai et al. ICCV 2019: K modes, λ_d, λ_adv in the patch space; patch side, 2×2 sub-histogram grid;
+    how many source images / patches the K-means sees (0 = all). K, λ_d, λ_adv and the grid are NOT
+    verified against the paper (docs/methods.md); patch_size and the K-means sample sizes are ours."""
+
+    name: str = "adaptpatch"
+    adversarial: list[str] = field(default_factory=lambda: ["softmax"])  # AdaptSegNet's output space
+    halve_d_loss: bool = True  # AdaptSegNet's code
+    patch_modes: int = 50
+    lambda_patch_cls: float = 0.01
+    lambda_patch_adv: float = 0.0005
+    # L_d's weight in H's own gradient; null: λ_d, the paper's joint objective (H and G minimise
+    # λ_d·L_d together). A short schedule gives H the unweighted L_d (1.0) so that it learns the modes
+    # while G still receives λ_d·∇L_d: at λ_d = 0.01 and 400 iterations H stays at chance (L_d = ln K)
+    lambda_patch_cls_h: float | None = None
+    patch_size: int = 32
+    patch_grid: int = 2
+    patch_kmeans_images: int = 0
+    patch_kmeans_points: int = 200000
+
+
 class AdaptPatch(Method):
     """Source: λ_seg·CE + λ_d·L_d (patch modes; H's own weight on L_d is ``method.lambda_patch_cls_h``
     when set); target: λ_adv^patch·L_adv in the clustered patch space
     + λ_adv·L_adv on the softmax output (one discriminator per ``method.adversarial`` entry, AdaptSegNet);
     discriminators on detached maps (halved as AdaptSegNet when ``method.halve_d_loss``). H steps in the
     segmenter's SGD at the head rate (10×); the discriminators share one Adam (``train.lr_d``)."""
+
+    Settings: ClassVar[type] = AdaptPatchSettings
 
     #: what is not checked against the paper; ``dada train --list`` and the start of a run print it
     unverified: ClassVar[str] = ("K, λ_d, λ_adv and the patch grid not verified against the paper "

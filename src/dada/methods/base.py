@@ -1,17 +1,23 @@
 """What every training method provides to the engine, and the pieces methods share.
 
-A method owns what it trains besides the segmenter (``extra_modules``: discriminators, a second
-classifier, a generator, a teacher), all its optimizers (the segmenter's SGD included, built by
-:mod:`dada.optim`), one ``train_step`` in its paper's order, and its state for checkpoints. The engine
-(:mod:`dada.engine`) knows nothing else about it.
+A method owns its settings (``Settings``, a dataclass of the keys under ``method.*``: the config types
+``cfg.method`` from the chosen method's class), what it trains besides the segmenter (``extra_modules``:
+discriminators, a second classifier, a generator, a teacher), all its optimizers (the segmenter's SGD
+included, built by :mod:`dada.optim`), one ``train_step`` in its paper's order, and its state for
+checkpoints. The engine (:mod:`dada.engine`) asks it what it needs — source depth
+(:meth:`Method.needs_source_depth`), the target batch (``needs_target``), which network to evaluate
+(:meth:`Method.evaluation_network`), what to log (:meth:`Method.log_images`, :meth:`Method.log_scalars`)
+— and knows nothing else about it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -35,6 +41,21 @@ def poly_lr(base: float, iteration: int, max_iters: int, power: float) -> float:
     return base * (1.0 - iteration / max_iters) ** power
 
 
+@dataclass
+class MethodSettings:
+    """The keys every method has; a method's ``Settings`` subclasses it with its own keys (each with a
+    comment citing where its default comes from)."""
+
+    name: str = "dada"
+
+
+@dataclass
+class SourceSettings(MethodSettings):
+    """A method that may supervise the source depth (eq. 4)."""
+
+    depth_supervision: bool = False  # λ_dep·berHu (eq. 2-3) on the source depth (needs model.depth_head)
+
+
 class Method:
     """Base class: builds the segmenter's SGD (``optimizers["segmenter"]``), keeps the learning rates on
     the poly schedule, guards against non-finite losses and saves/loads the state.
@@ -46,6 +67,36 @@ class Method:
     """
 
     needs_target: ClassVar[bool] = True
+    #: the keys under ``method.*`` (``cfg.method`` is typed from it; unknown keys are errors)
+    Settings: ClassVar[type] = MethodSettings
+    #: the model learns from the target's own labels (the oracle): reports label it so
+    target_trained: ClassVar[bool] = False
+
+    # ----------------------------------------------------------------- what the engine asks a method
+    @classmethod
+    def needs_source_depth(cls, settings: DictConfig) -> bool:
+        """Whether the source batches must carry depth (privileged information: reports say so)."""
+        return bool(settings.get("depth_supervision", False))
+
+    @classmethod
+    def check_settings(cls, cfg: DictConfig) -> None:
+        """Checks across keys that types cannot express (raise DadaError naming the key)."""
+        if cfg.method.get("depth_supervision") and not cfg.model.depth_head:
+            raise DadaError("method.depth_supervision=true trains the depth branch but model.depth_head=false: "
+                            "set model.depth_head=true")
+
+    def evaluation_network(self) -> nn.Module:
+        """The network periodic evaluation and the final selection evaluate (the segmenter)."""
+        return self.model
+
+    def log_images(self) -> dict[str, np.ndarray]:
+        """Extra TensorBoard images of the last step (tag → H×W or H×W×3 array in [0, 1]); kept outputs
+        are in ``last_outputs`` when the engine asked for them."""
+        return {}
+
+    def log_scalars(self) -> dict[str, float]:
+        """Extra scalars of the last step for ``metrics.jsonl`` and TensorBoard (besides the losses)."""
+        return {}
 
     def __init__(self, cfg: DictConfig, model: Segmenter, device: torch.device):
         self.cfg, self.model, self.device = cfg, model, device
@@ -95,7 +146,7 @@ class Method:
         return dict(zip(loss, values.unbind(), strict=True))
 
     def source_objective(self, source: dict, seg: torch.Tensor, depth: torch.Tensor | None,
-                         loss: dict[str, torch.Tensor], depth_supervision: bool) -> torch.Tensor:
+                         loss: dict[str, torch.Tensor], depth_supervision: bool = False) -> torch.Tensor:
         """Eq. (4): λ_seg·L_seg (eq. 1, CE) + λ_dep·L_dep (eq. 2–3, berHu, when ``depth_supervision``),
         recording both terms in ``loss``."""
         train = self.cfg.train

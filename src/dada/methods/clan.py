@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +38,7 @@ from torch import nn
 
 from dada import losses
 from dada.data.classes import IGNORE_INDEX
-from dada.methods.base import Method
+from dada.methods.base import Method, MethodSettings
 from dada.models import Segmenter, build_discriminator, upsample
 
 # ------------------------------------------------------------------------------------------ the maths
@@ -122,10 +124,26 @@ def captured_input(module: nn.Module) -> Iterator[dict]:
 # ----------------------------------------------------------------------------------------- the method
 
 
+@dataclass
+class CLANSettings(MethodSettings):
+    """RoyalVane/CLAN ``CLAN_train.py`` (SYNTHIA branch): λ_weight, λ_local (40 for GTA5), ε,
+    PREHEAT_STEPS = NUM_STEPS_STOP/20, and ``utils/loss.py`` CrossEntropy2d's focal gamma (0: plain CE)."""
+
+    name: str = "clan"
+    ndf: int = 64  # discriminator width
+    clan_lambda_weight: float = 0.01
+    clan_lambda_local: float = 10.0
+    clan_epsilon: float = 0.4
+    clan_preheat: float = 0.05
+    clan_focal_gamma: float = 2.0
+
+
 class CLAN(Method):
     """CLAN's step (official ``CLAN_train.py``), with the constants under ``method.clan_*``: λ_weight
     0.01, λ_local 10 (SYNTHIA; 40 for GTA5), ε 0.4, pre-heat 5 % of the run, focal γ 2; λ_adv is
     ``train.lambda_adv`` (0.001), the discriminator AdaptSegNet's (Adam ``train.lr_d``, ``betas_d``)."""
+
+    Settings: ClassVar[type] = CLANSettings
 
     def __init__(self, cfg: DictConfig, model: Segmenter, device: torch.device):
         super().__init__(cfg, model, device)

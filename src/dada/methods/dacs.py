@@ -26,15 +26,9 @@ from torch import nn
 
 from dada.errors import DadaError
 from dada.methods import selftraining as st
-from dada.methods.base import Method, forward_upsampled
+from dada.methods.base import Method, MethodSettings, forward_upsampled
 from dada.models import Segmenter
 
-try:  # the per-method settings interface (methods own their settings)
-    from dada.methods.base import MethodSettings
-except ImportError:  # pragma: no cover - until the interface lands
-    @dataclass
-    class MethodSettings:  # type: ignore[no-redef]
-        name: str = "dacs"
 
 
 def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
@@ -174,10 +168,6 @@ class DACS(Method):
                 "mask": masks, "pseudo": pseudo, "teacher_seg": teacher_seg, "teacher_depth": teacher_depth}
 
     # ------------------------------------------------------------------------ engine-facing extras
-    @property
-    def uses_source_depth(self) -> bool:
-        return False
-
     def evaluation_network(self) -> nn.Module:
         return self.teacher if self.cfg.method.eval_model == "teacher" else self.model
 

@@ -57,9 +57,9 @@ class DepthAwareSelfTraining(DACS):
         super().__init__(cfg, model, device)
         self.removed = float("nan")  # the fraction of ClassMix pixels the occlusion test removed
 
-    @property
-    def uses_source_depth(self) -> bool:
-        return True
+    @classmethod
+    def needs_source_depth(cls, settings) -> bool:
+        return True  # the source berHu (privileged depth on the source only, as DADA)
 
     def source_terms(self, source, seg, depth, loss):
         """L_src = CE + λ_d·berHu(Z(x_s), z_s)."""

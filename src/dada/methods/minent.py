@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from dada import losses
-from dada.methods.base import Method, forward_upsampled
+from dada.methods.base import Method, SourceSettings, forward_upsampled
 
 
 class MinEnt(Method):
     """ADVENT's ``train_minent``: λ_seg·CE on the source, then λ_ent·(normalised entropy of the target
     prediction); both backward before one SGD step. No discriminator."""
+
+    Settings: ClassVar[type] = SourceSettings
 
     def train_step(self, source: dict, target: dict, iteration: int) -> dict[str, torch.Tensor]:
         train = self.cfg.train

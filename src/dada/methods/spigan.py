@@ -40,6 +40,7 @@ no ImageNet VGG weights ship offline here, so φ is EfficientNet-Lite0 with its 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -50,7 +51,7 @@ from torch import nn
 from dada import losses
 from dada.data.transforms import CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, LITE_MEAN, LITE_SCALE
 from dada.errors import DadaError
-from dada.methods.base import Method, forward_upsampled
+from dada.methods.base import Method, MethodSettings, forward_upsampled
 from dada.models import Segmenter
 
 # --------------------------------------------------------------------------------------- image spaces
@@ -212,6 +213,30 @@ def imagenet_perceptual_network(arch: str = "efficientnet_lite0") -> nn.Module:
 # ----------------------------------------------------------------------------------------- the method
 
 
+@dataclass
+class SPIGANSettings(MethodSettings):
+    """SPIGAN (Lee et al. ICLR 2019): α (GAN), β (task), γ (privileged), δ (perceptual); privileged=false is
+    SPIGAN-no-PI. α..δ are NOT verified against the paper (docs/methods.md); they equal the values of two
+    independent reimplementations (jlim13/spigan main.py defaults, masataka46/SPIGAN train_GAN.py
+    loss_alpha..loss_delta). CycleGAN's generator/PatchGAN sizes and Adam 2e-4 (0.5, 0.999): our choices."""
+
+    name: str = "spigan"
+    spigan_alpha: float = 1.0
+    spigan_beta: float = 0.5
+    spigan_gamma: float = 0.1
+    spigan_delta: float = 0.33
+    # the image GAN's loss: least squares as both independent SPIGAN reimplementations (jlim13/spigan
+    # main.py --adversarial_loss default; masataka46/SPIGAN train_GAN.py) and CycleGAN; bce: the log form
+    gan_loss: str = "least_squares"
+    privileged: bool = False  # SPIGAN: the source depth feeds the privileged network P
+    privileged_arch: str | None = None  # P's backbone (default model.arch)
+    gan_lr: float = 2e-4
+    gan_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    generator_ngf: int = 64
+    generator_blocks: int = 9
+    image_ndf: int = 64
+
+
 class SPIGAN(Method):
     """SPIGAN (``method.privileged=true``) or SPIGAN-no-PI (false). The segmenter is T (SGD of the
     toolkit); G, P and D have Adam (``method.gan_lr``, ``method.gan_betas``), all on the poly decay.
@@ -222,6 +247,16 @@ class SPIGAN(Method):
     ``method.privileged_arch`` (default ``model.arch``)."""
 
     needs_target: ClassVar[bool] = True
+    Settings: ClassVar[type] = SPIGANSettings
+
+    @classmethod
+    def needs_source_depth(cls, settings: DictConfig) -> bool:
+        return bool(settings.privileged)  # P regresses the source depth
+
+    @classmethod
+    def check_settings(cls, cfg: DictConfig) -> None:
+        if cfg.method.gan_loss not in ("least_squares", "bce"):
+            raise DadaError(f"method.gan_loss must be one of least_squares, bce, got {cfg.method.gan_loss!r}")
     #: what is not checked against the paper; ``dada train --list`` and the start of a run print it
     unverified: ClassVar[str] = "α–δ not verified against the paper (docs/methods.md)"
 

@@ -123,7 +123,15 @@ def load_segmenter(path: str | os.PathLike, map_location: str | torch.device = "
             spec = _spec_from_checkpoint(obj["model_spec"], path)
             state = obj["model"]
             info = {"config": obj.get("config"), "iteration": obj.get("iteration"),
-                    "format": obj["format"]}
+                    "format": obj["format"], "method_info": obj.get("method_info"), "network": "segmenter"}
+            if ((obj.get("config") or {}).get("method") or {}).get("eval_model") == "teacher":
+                # a self-training run evaluated through its EMA teacher (method.eval_model=teacher)
+                extra = (obj.get("method") or {}).get("extra_modules") or {}
+                state = {k[len("teacher."):]: v for k, v in extra.items() if k.startswith("teacher.")}
+                if not state:
+                    raise DadaError("the run evaluates its teacher (method.eval_model=teacher) but the "
+                                    "checkpoint holds no teacher weights")
+                info["network"] = "teacher"
         else:
             state = official.strip_wrapper_prefixes(official.as_state_dict(obj, "segmenter"))
             spec = official.infer_spec(state)
