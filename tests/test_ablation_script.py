@@ -30,6 +30,7 @@ SMALL = ["--override", "data.benchmark.num_source=16", "--override", "data.bench
          "--override", "model.arch=tiny", "--override", "model.pretrained=none"]
 
 
+@pytest.mark.slow
 def test_small_study_end_to_end(ablation, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DADA_CACHE", str(tmp_path / "cache"))
     out, doc = tmp_path / "study", tmp_path / "docs" / "results.md"

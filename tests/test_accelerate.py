@@ -76,6 +76,7 @@ def test_channels_last_step_equals_the_default_step():
         torch.testing.assert_close(fast.model.state_dict()[key], value, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_step_equals_the_eager_step():
     reference, ref_losses = two_steps()
     fast, losses = two_steps("train.compile=true")

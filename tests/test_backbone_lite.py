@@ -206,6 +206,7 @@ def test_segmenter_on_lite(output_stride, expected):
     assert net.dec4.out_channels == 1280 and net.spec["output_stride"] == output_stride
 
 
+@pytest.mark.slow
 def test_dada_trains_two_iterations_from_the_packaged_weights():
     cfg = load_config("benchmark_dada", ["model.arch=efficientnet_lite0", "model.output_stride=16",
                                          "model.pretrained=imagenet-lite", "model.bn_mode=frozen",

@@ -108,6 +108,7 @@ def test_mismatching_state_dict_names_the_keys():
         net.load_pretrained(resnet_like)
 
 
+@pytest.mark.slow
 def test_segmenter_on_vgg16_trains_two_iterations():
     net = build_segmenter(arch="vgg16", num_classes=4, depth_head=True, feature_fusion=True).eval()
     with torch.no_grad():

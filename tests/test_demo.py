@@ -16,6 +16,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, cache, capsys):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--quick", "--out", str(out), "--jobs", "2"]) == 0

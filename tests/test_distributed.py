@@ -105,6 +105,7 @@ def two_ranks(tmp_path_factory):
     return data, runs
 
 
+@pytest.mark.slow
 def test_two_processes_with_one_image_each_equal_one_process_with_both(two_ranks, tmp_path):
     from dada.engine import Trainer
     from dada.engine.checkpoint import load_checkpoint
@@ -148,6 +149,7 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_run_killed_and_resumed_ends_bit_identical(two_ranks):
     import os
     import signal

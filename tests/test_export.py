@@ -57,6 +57,7 @@ def test_every_family_is_exported():
     assert len(EXPORTED_ARCHS) == len(_families())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", EXPORTED_ARCHS)
 def test_export_matches_pytorch_with_dynamic_axes(arch, tmp_path):
     checkpoint = save_checkpoint(tmp_path / f"{arch}.pt", arch=arch)
@@ -86,6 +87,7 @@ def test_export_matches_pytorch_with_dynamic_axes(arch, tmp_path):
     assert torch.allclose(exported.depth, reference.depth, rtol=1e-4, atol=1e-4 * reference.depth.abs().max())
 
 
+@pytest.mark.slow
 def test_metadata_states_the_preprocessing_and_classes(tmp_path):
     checkpoint = save_checkpoint(tmp_path / "tiny.pt", preprocess="imagenet", size=(40, 72))
     export_onnx(checkpoint, tmp_path / "m.onnx")
@@ -104,6 +106,7 @@ def test_metadata_states_the_preprocessing_and_classes(tmp_path):
                                    preprocess_image(rgb, mode).numpy(), rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_model_without_depth_head_has_logits_only(tmp_path):
     checkpoint = save_checkpoint(tmp_path / "s1.pt", depth_head=False)
     result = export_onnx(checkpoint, tmp_path / "s1.onnx")
@@ -111,6 +114,7 @@ def test_model_without_depth_head_has_logits_only(tmp_path):
     assert OnnxSegmenter(tmp_path / "s1.onnx", threads=1)(torch.zeros(1, 3, 32, 32)).depth is None
 
 
+@pytest.mark.slow
 def test_cli_export_then_predict_with_onnxruntime(tmp_path, capsys):
     save_checkpoint(tmp_path / "run" / "checkpoints" / "final.pt")
     out = tmp_path / "deploy" / "model.onnx"
@@ -167,6 +171,7 @@ def test_bad_inputs_are_one_clear_error_and_nothing_is_written(tmp_path, capsys)
     assert "cannot be read as an ONNX model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_failed_parity_writes_nothing(tmp_path, monkeypatch):
     checkpoint = save_checkpoint(tmp_path / "tiny.pt")
     monkeypatch.setattr(export_module, "MAX_RELATIVE_ERROR", -1.0)  # no export can pass

@@ -2,9 +2,12 @@
 a DadaError or a well-formed item; never another exception, a crash, a hang or a malformed array (the
 10,000-case campaign: ``python benchmarks/faults.py --only fuzz``)."""
 
+import pytest
+
 from reader_fuzz import fuzz
 
 
+@pytest.mark.slow
 def test_reader_fuzz_2000_cases_only_our_error_or_a_well_formed_item(tmp_path):
     report = fuzz(tmp_path, cases=2000, seed=0)
     assert report.cases == 2000

@@ -250,6 +250,7 @@ def test_images_with_non_utf8_names_are_written(tmp_path):
     assert np.array_equal(decoded, np.arange(48, dtype=np.uint8).reshape(4, 4, 3))
 
 
+@pytest.mark.slow
 def test_predict_and_figures_accept_non_utf8_names(data, tmp_path):
     run = Trainer(cfg(data, tmp_path, "train.max_iters=1", "output.name=p")).fit()
     inputs = tmp_path / "in"
@@ -351,6 +352,7 @@ def test_partial_metrics_line_is_repaired_and_means_cover_the_whole_window(data,
 
 
 # ------------------------------------------------------------------------------------ 10. broken pipe
+@pytest.mark.slow
 def test_list_into_a_closed_pipe_is_quiet():
     result = subprocess.run(f"'{sys.executable}' -m dada.cli train --list | head -1", shell=True, env=ENV,
                             capture_output=True, text=True)
@@ -380,6 +382,7 @@ def test_a_refused_eval_leaves_no_empty_folder(data, tmp_path):
     assert not (run / "checkpoints" / "eval_final").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_says_so_and_resumes_bit_identically(data, tmp_path):
     command = [sys.executable, "-m", "dada.cli", "train", "benchmark_dada",
                *args(data, tmp_path, "train.max_iters=30", "train.checkpoint_every=0", "output.name=term")]

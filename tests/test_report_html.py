@@ -109,6 +109,7 @@ def render(chromium: str, page: Path, out: Path) -> tuple[str, np.ndarray]:
     return dom, image
 
 
+@pytest.mark.slow
 def test_reports_render_in_chromium(chromium, evaluated, tmp_path):
     pages = ((evaluated["runs"][0] / "report.html", 7), (evaluated["comparison"] / "report.html", 5))
     for page, expected in pages:
