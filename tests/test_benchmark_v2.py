@@ -63,6 +63,19 @@ def test_shift_content_keeps_the_rendering_and_changes_the_world(monkeypatch):
     assert not np.array_equal(rgb_content, rgb_full)
 
 
+def test_a_source_with_the_target_camera_is_read_by_the_synthia_reader(tmp_path):
+    from dada.data import build_dataset
+
+    root = bm.make_benchmark(tmp_path / "b", seed=0, size=SIZE, workers=1, version=2, shift="appearance",
+                             num_source=2, num_target_train=1, num_target_val=1, preview=False)
+    src = build_dataset("synthia", root / "source", "all", 7, depth=True)
+    item = src[0]
+    bonnet = np.zeros(SIZE, bool)
+    bonnet[-3:, SIZE[1] // 2] = True  # the bottom rows at the centre are the bonnet: void, ignored
+    assert (item["label"].numpy()[bonnet] == 255).all()
+    assert np.isfinite(item["depth"].numpy()).all()
+
+
 def test_the_target_does_not_depend_on_the_shift():
     ref = bw.generate(2, "target_val", 1, SIZE, version=2, shift="full")
     for shift in ("none", "appearance", "content"):

@@ -335,11 +335,10 @@ def shade_v2(scene: Scene, geo: Geometry, rng: np.random.Generator, look: str, f
     if p["camera"]:
         visibility = float(rng.uniform(10000, 40000))  # drawn always: fog changes nothing else
         visibility = float(fog) if fog else visibility
-        haze = (1.0 - np.exp(-np.minimum(geo.depth[~sky], FAR) * (2.996 / visibility))).astype(f32)[:, None]
+        haze = (1.0 - np.exp(-np.minimum(geo.depth, FAR) * (2.996 / visibility))).astype(f32)[..., None]
         haze_col = np.asarray(p["horizon"], f32) * f32(rng.uniform(0.85, 1.0))
-        rgb[~sky] = rgb[~sky] * (1 - haze) + haze_col * haze
-        if fog:
-            rgb[sky] = haze_col
+        air = rgb * (1 - haze) + haze_col * haze  # the whole frame at once: cheaper than masking
+        rgb = np.where(sky[..., None], haze_col if fog else rgb, air)
     if scene.bonnet:
         hood = hood_mask((h, w), height=HOOD_V2)
         shade = np.broadcast_to((np.arange(h, dtype=f32) / h)[:, None], (h, w))[hood][:, None]

@@ -31,7 +31,7 @@ from dada.benchmark import fingerprint
 from dada.benchmark.scene import sample_scene
 from dada.benchmark.shading import render, render_v2
 from dada.benchmark.styles import SOURCE_STYLE, SOURCE_STYLE_V2, TARGET_STYLE, TARGET_STYLE_V2
-from dada.benchmark.world import EGO, FAR, Geometry, Scene
+from dada.benchmark.world import EGO, FAR, VOID, Geometry, Scene
 from dada.data import cityscapes, synthia
 from dada.data.base import SampleWriter
 from dada.data.classes import CITYSCAPES_LABEL_IDS, CLASSES_16, SYNTHIA_IDS, SYNTHIA_TO_16
@@ -154,10 +154,12 @@ def _write_one(root: Path, seed: int, domain: str, index: int, size: tuple[int, 
                                         horizon_row(scene),
                                         components=split_of(domain, index).endswith("val"))
     if domain == "source":
-        depth = geo.depth
-        if (geo.label == EGO).any():  # the target camera's bonnet (shift none / appearance): ~2 m away
-            depth = np.where(geo.label == EGO, 2.0, depth)
-        synthia.write_synthia(root / "source", source_name(index), rgb, geo.label,
+        depth, label = geo.depth, geo.label
+        bonnet = label == EGO
+        if bonnet.any():  # the target camera's bonnet (shift none / appearance): SYNTHIA has no ego
+            depth = np.where(bonnet, 2.0, depth)  # vehicle class, so it is void (ignored), ~2 m away
+            label = np.where(bonnet, VOID, label).astype(label.dtype)
+        synthia.write_synthia(root / "source", source_name(index), rgb, label,
                               synthia.centimetres(depth), instance_ids=geo.inst, writer=WRITER)
     else:
         split = "train" if domain == "target_train" else "val"
