@@ -192,3 +192,31 @@ def test_cli_make_benchmark_version_2(tmp_path, capsys):
                  "--workers", "1"]) == 0
     info = json.loads((out / "benchmark.json").read_text())
     assert info["benchmark_version"] == 2 and info["params"]["shift"] == "appearance"
+
+
+def test_fingerprint_script_prints_and_writes_the_fingerprint(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fingerprint.py"
+    spec = importlib.util.spec_from_file_location("fingerprint_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "fp.json"
+    assert script.main(["--version", "2", "--shift", "none", "--size", "64", "128", "--num-source", "10",
+                        "--num-target-train", "3", "--num-target-val", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "colour probe" in text and "16:source_train->target_val" in text
+    saved = json.loads(out.read_text())
+    assert saved["shift"] == "none" and saved["fingerprint"]["images"]["source_val"] == 1
+
+
+def test_ensure_benchmark_keeps_versions_and_rungs_apart(tmp_path):
+    small = dict(num_source=2, num_target_train=1, num_target_val=1, size=SIZE)
+    full = bm.ensure_benchmark(tmp_path, workers=1, version=2, **small)
+    none = bm.ensure_benchmark(tmp_path, workers=1, version=2, shift="none", **small)
+    v1 = bm.ensure_benchmark(tmp_path, workers=1, **small)
+    assert len({full, none, v1}) == 3
+    assert bm.ensure_benchmark(tmp_path, workers=1, version=2, shift="full", **small) == full
+    assert json.loads((none / "benchmark.json").read_text())["params"]["shift"] == "none"
+    assert "fingerprint" not in json.loads((v1 / "benchmark.json").read_text())
