@@ -9,6 +9,8 @@ Trains and evaluates, on the built-in benchmark with the demo's recipe (the ``--
 - table1: the Table 1 comparison systems CLAN, AdaptPatch, SPIGAN, SPIGAN-no-PI, when their presets exist
           (skipped with a printed reason otherwise);
 - table4: DADA (S7) on 10/30/50/70 % of the source (``data.source.fraction``; 100 % is S7 itself).
+- selftraining: DACS and the depth-aware self-training ladder (dast_class: + depth supervision; dast: +
+          depth-ordered ClassMix), docs/self-training.md.
 
 It first prints a plan with the estimated time, from a measured seconds/iteration of each set-up (a few
 timed training steps, or the logged time of a run already there), then trains each run (finished runs are
@@ -92,6 +94,13 @@ TABLE1 = (
     Setup("adaptpatch", "AdaptPatch", "adaptpatch", "table1"),
     Setup("spigan_nopi", "SPIGAN-no-PI", "spigan_nopi", "table1"),
     Setup("spigan", "SPIGAN", "spigan", "table1"),
+)
+#: self-training (issue 27): DACS, and the depth-aware ladder DACS -> + depth supervision (dast_class) ->
+#: + depth-ordered ClassMix (dast); docs/self-training.md
+SELFTRAINING = (
+    Setup("dacs", "DACS", "dacs", "selftraining"),
+    Setup("dast_class", "DACS + depth sup.", "dast_class", "selftraining"),
+    Setup("dast", "dast (depth-ordered mix)", "dast", "selftraining"),
 )
 #: Table 1's rows in the paper's order (SPIGAN pair, AdaptSegNet, AdaptPatch, CLAN, MinEnt, AdvEnt, DADA)
 TABLE1_ORDER = ("spigan_nopi", "spigan", "adaptsegnet", "adaptpatch", "clan", "minent", "S2", "S7", "oracle")
@@ -834,7 +843,7 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
     lines += [f"![{name}]({os.path.relpath(path, doc.parent)})" for name, path in figures.items()]
 
     order = [k for k in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "minent", "adaptsegnet", "clan",
-                         "adaptpatch", "spigan_nopi", "spigan", "oracle") if k in rows]
+                         "adaptpatch", "spigan_nopi", "spigan", "dacs", "dast_class", "dast", "oracle") if k in rows]
     order += [job.setup.key for job in jobs if job.setup.group == "table4"]
     beats, within = comparison_lines(rows, order)
     lines += ["", "## Measured comparisons (generated)", "",
@@ -919,7 +928,8 @@ def parse_args(argv):
     parser.add_argument("--setting", default="benchmark", help="the recipe: presets <setting>_<method> "
                         "(default benchmark, the demo's)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; 1 with --quick)")
-    parser.add_argument("--sets", default="core,table1,table4", help="comma list of core, table1, table4")
+    parser.add_argument("--sets", default="core,table1,table4",
+                        help="comma list of core, table1, table4, selftraining (DACS and the dast ladder)")
     parser.add_argument("--only", default=None, help="comma list of set-up keys (S1..S7, minent, "
                         "adaptsegnet, oracle, clan, adaptpatch, spigan, spigan_nopi, S7_frac10, ...)")
     parser.add_argument("--fractions", default=",".join(str(f) for f in DEFAULT_FRACTIONS),
@@ -984,11 +994,11 @@ def main(argv=None) -> int:
     args.recipe = recipe
 
     sets = {s.strip() for s in args.sets.split(",") if s.strip()}
-    unknown = sets - {"core", "table1", "table4"}
+    unknown = sets - {"core", "table1", "table4", "selftraining"}
     if unknown:
-        raise SystemExit(f"--sets: unknown {sorted(unknown)}; choose among core, table1, table4")
+        raise SystemExit(f"--sets: unknown {sorted(unknown)}; choose among core, table1, table4, selftraining")
     fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
-    candidates = [s for s in (*CORE, *TABLE1, *fraction_setups(fractions)) if s.group in sets]
+    candidates = [s for s in (*CORE, *TABLE1, *SELFTRAINING, *fraction_setups(fractions)) if s.group in sets]
     if args.only:
         wanted = [k.strip() for k in args.only.split(",") if k.strip()]
         missing = [k for k in wanted if k not in {s.key for s in candidates}]

@@ -70,18 +70,14 @@ def test_five_iterations_match_the_official_loop(nested_mini, method):
         assert row["discriminator"] < 1e-10, row
 
 
-def test_the_comparison_sees_a_wrong_step(nested_mini):
+def test_the_comparison_sees_a_wrong_step(nested_mini, monkeypatch):
     """The check can fail: a depth branch that gets no adversarial gradient (a detach in the fooling
     term, λ_adv = 1e-3 of the objective) differs from the official loop from the first iteration on, by
     orders of magnitude more than rounding."""
-    trainer, official = official_pair(nested_mini, "dada")
-    import dada.methods.adversarial as adversarial
+    from dada import losses
 
-    original = adversarial.DISCRIMINATOR_INPUTS["depth_aware"]
-    detached = (lambda seg, depth: original[0](seg, depth.detach()), original[1])
-    adversarial.DISCRIMINATOR_INPUTS["depth_aware"] = detached
-    try:
-        rows = compare_with_official(trainer, official, batches(1))
-    finally:
-        adversarial.DISCRIMINATOR_INPUTS["depth_aware"] = original
+    trainer, official = official_pair(nested_mini, "dada")
+    original = losses.depth_aware_map
+    monkeypatch.setattr(losses, "depth_aware_map", lambda surprisal, depth: original(surprisal, depth.detach()))
+    rows = compare_with_official(trainer, official, batches(1))
     assert rows[0]["grad"] > 1e-6 and not rows[0]["grad_at"].startswith("layer6")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dada.benchmark.ids import SYN_TO_CS
 from dada.data.classes import (
     CITYSCAPES_TO_7,
     CITYSCAPES_TO_16,
@@ -43,8 +44,6 @@ SPLITS = ("source_train", "source_val", "target_train", "target_val")
 
 def _tables() -> dict[tuple[str, int], np.ndarray]:
     """Raw generator id → train id (n = ignore) per written format and class count."""
-    from dada.benchmark.writer import SYN_TO_CS
-
     out = {}
     for n, syn, cs in ((16, SYNTHIA_TO_16, CITYSCAPES_TO_16), (7, SYNTHIA_TO_7, CITYSCAPES_TO_7)):
         src = np.full(256, n, np.uint8)

@@ -28,13 +28,14 @@ import cv2
 import numpy as np
 
 from dada.benchmark import fingerprint
+from dada.benchmark.ids import SYN_TO_CS, SYN_TO_TRAIN  # noqa: F401 (re-exported)
 from dada.benchmark.scene import sample_scene
 from dada.benchmark.shading import render, render_v2
 from dada.benchmark.styles import SOURCE_STYLE, SOURCE_STYLE_V2, TARGET_STYLE, TARGET_STYLE_V2
 from dada.benchmark.world import EGO, FAR, VOID, Geometry, Scene
 from dada.data import cityscapes, synthia
 from dada.data.base import SampleWriter
-from dada.data.classes import CITYSCAPES_LABEL_IDS, CLASSES_16, SYNTHIA_IDS, SYNTHIA_TO_16
+from dada.data.classes import CLASSES_16, SYNTHIA_IDS
 from dada.errors import DadaError
 from dada.io import make_temp_dir, write_image, write_json
 
@@ -57,29 +58,6 @@ VAL_CITIES = ("frankfurt", "lindau", "munster")
 SOURCE_VAL_EVERY = 10
 _DOMAINS = {"source": 0, "target_train": 1, "target_val": 2}
 
-
-def _synthia_to_cityscapes() -> np.ndarray:
-    """256-entry table: raw SYNTHIA id → Cityscapes labelId (lane markings are road in Cityscapes)."""
-    names = {
-        "pedestrian": "person",
-        "traffic sign": "traffic sign",
-        "traffic light": "traffic light",
-        "lanemarking": "road",
-        "void": "unlabeled",
-        "parking-slot": "parking",
-        "road-work": "unlabeled",
-    }
-    lut = np.zeros(256, np.uint8)
-    for name, raw in SYNTHIA_IDS.items():
-        lut[raw] = CITYSCAPES_LABEL_IDS[names.get(name, name)]
-    lut[EGO] = CITYSCAPES_LABEL_IDS["ego vehicle"]
-    return lut
-
-
-SYN_TO_CS = _synthia_to_cityscapes()
-SYN_TO_TRAIN = np.full(256, 255, np.uint8)
-for _raw, _train in SYNTHIA_TO_16.items():
-    SYN_TO_TRAIN[_raw] = _train
 
 
 def image_rng(seed: int, domain: str, index: int) -> np.random.Generator:

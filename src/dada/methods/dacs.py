@@ -39,6 +39,13 @@ def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     return torch.mean(loss * weight)
 
 
+def _batch_shape(spec: DictConfig) -> tuple[int, int, int] | None:
+    """(batch, H, W) a dataset's batches will have, when the config fixes it (a crop or a size)."""
+    crop = spec.augment.crop
+    size = crop if crop is not None else spec.size
+    return None if size is None else (int(spec.batch_size), int(size[0]), int(size[1]))
+
+
 class DACS(Method):
     """DACS; :mod:`dada.methods.dast` builds depth-aware self-training on it."""
 
@@ -66,13 +73,23 @@ class DACS(Method):
         ema_after_step: bool = True
         eval_model: str = "student"  # the network evaluated: student (DACS, DAFormer#23) | teacher
 
-    def __init__(self, cfg: DictConfig, model: Segmenter, device: torch.device):
-        super().__init__(cfg, model, device)
+    @classmethod
+    def check_settings(cls, cfg: DictConfig) -> None:
+        super().check_settings(cfg)
         method = cfg.method
         if method.eval_model not in ("student", "teacher"):
             raise DadaError(f"method.eval_model must be 'student' or 'teacher', got {method.eval_model!r}")
         if len(method.blur_sigma) != 2 or method.blur_sigma[0] > method.blur_sigma[1]:
             raise DadaError(f"method.blur_sigma must be [low, high], got {list(method.blur_sigma)}")
+        shapes = {part: _batch_shape(cfg.data[part]) for part in ("source", "target")}
+        if None not in shapes.values() and shapes["source"] != shapes["target"]:
+            raise DadaError(f"method {method.name}: ClassMix pastes source pixels onto target images, so both "
+                            f"batches need one shape; data.source gives {shapes['source']} and data.target "
+                            f"{shapes['target']} (batch, H, W). Set data.source.size / augment.crop and "
+                            f"batch_size to the target's, or use the dacs_paper preset (512x512 crops of both)")
+
+    def __init__(self, cfg: DictConfig, model: Segmenter, device: torch.device):
+        super().__init__(cfg, model, device)
         self.extra_modules["teacher"] = st.make_teacher(model).to(device)
         self.streams = st.Streams(cfg.seed)
         self.ema_steps = 0  # EMA updates done (a_i's i)
