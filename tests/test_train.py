@@ -157,10 +157,11 @@ def test_source_fraction_subsets_the_source(data, tmp_path):
     assert len(build_part(cfg, "source")) == 2
 
 
-def _train_command(data: Path, runs: Path, name: str) -> list[str]:
+def _train_command(data: Path, runs: Path, name: str, preset: str = "benchmark_dada") -> list[str]:
     args = overrides(data, "x", runs, "train.max_iters=10", "train.checkpoint_every=1", "train.keep_last=2",
-                     "train.deterministic=true", f"output.name={name}", "method.ndf=16")
-    return [sys.executable, "-m", "dada.cli", "train", "benchmark_dada", *args]
+                     "train.deterministic=true", f"output.name={name}",
+                     *(["method.ndf=16"] if preset.endswith("dada") else []))
+    return [sys.executable, "-m", "dada.cli", "train", preset, *args]
 
 
 def _run_until(command: list[str], path: Path, env: dict) -> None:
@@ -176,10 +177,12 @@ def _run_until(command: list[str], path: Path, env: dict) -> None:
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_is_bit_identical(data, tmp_path):
+@pytest.mark.parametrize("preset, optimizers", [("benchmark_dada", {"segmenter", "discriminator"}),
+                                               ("benchmark_dast", {"segmenter"})])  # with its EMA teacher
+def test_resume_after_sigkill_is_bit_identical(data, tmp_path, preset, optimizers):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run(_train_command(data, tmp_path, "reference"), env=env, check=True, capture_output=True)
-    command = _train_command(data, tmp_path, "killed")
+    subprocess.run(_train_command(data, tmp_path, "reference", preset), env=env, check=True, capture_output=True)
+    command = _train_command(data, tmp_path, "killed", preset)
     checkpoints = tmp_path / "killed" / "checkpoints"
     _run_until(command, checkpoints / "iter_0000003.pt", env)
     _run_until(command, checkpoints / "iter_0000007.pt", env)
@@ -194,7 +197,13 @@ def test_resume_after_sigkill_is_bit_identical(data, tmp_path):
     method, method_resumed = reference["method"], resumed["method"]
     state = method["extra_modules"]
     assert state and all(torch.equal(state[k], method_resumed["extra_modules"][k]) for k in state)
-    assert set(method["optimizers"]) == {"segmenter", "discriminator"}
+    assert set(method["optimizers"]) == optimizers
+    if "self_training" in method:  # the teacher (in extra_modules above), its EMA step, the mixing streams
+        assert any(k.startswith("teacher.") for k in state)
+        assert method["self_training"]["ema_steps"] == method_resumed["self_training"]["ema_steps"] == 10
+        streams, resumed_streams = method["self_training"]["streams"], method_resumed["self_training"]["streams"]
+        assert streams.keys() == resumed_streams.keys() and all(
+            torch.equal(streams[k], resumed_streams[k]) for k in streams)
     for name, state in method["optimizers"].items():
         assert state["state"], name  # momentum buffers (SGD), moments (Adam)
         for index, buffers in state["state"].items():
