@@ -19,7 +19,7 @@ Two independent switches (the ablations S1–S7 need every combination):
 output stays in the data's inverse-depth units, so the losses, the DADA map and the evaluation are
 unchanged. The official output starts near 0 against a target of mean ~70 on the built-in benchmark
 (SYNTHIA's 65536/(cm+1)); at λ_dep = 1e-3 the branch does not learn in a short schedule
-(``benchmarks/study_depth_branch.py``; README "The demo"). The paper's 90k iterations may get there.
+(``benchmarks/study_depth_branch.py``; docs/demo.md). The paper's 90k iterations may get there.
 
 ``fusion_scale`` (not in the official code, default None = official): the fusion gate becomes
 ``fusion_scale · ReLU(dec4(enc))``, a fixed factor that lets the gate start near 1 instead of near the
