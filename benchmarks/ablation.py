@@ -725,7 +725,8 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
                  common: list[str], started: float) -> dict:
     from dada.evaluation import compare_runs, evaluate_run
     from dada.evaluation import figures as fig
-    from dada.evaluation.reports import now_utc, paper_table
+    from dada.evaluation.reports import paper_table
+    from dada.io import now_utc
 
     by_key = {job.setup.key: job for job in jobs}
     baseline = [run_dir(out, by_key["S1"], s) for s in by_key["S1"].seeds] if "S1" in by_key else None

@@ -317,3 +317,10 @@ def progress_bar(*args: Any, file: Any = None, **kwargs: Any):
     kwargs.pop("dynamic_ncols", None)
     kwargs["mininterval"] = max(kwargs.get("mininterval", 0.1), PROGRESS_LINE_SECONDS)
     return tqdm(*args, file=_LineStream(stream), ascii=True, ncols=100, **kwargs)
+
+
+def now_utc() -> str:
+    """The current UTC time, ISO 8601 to the second (reports' time stamps)."""
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()

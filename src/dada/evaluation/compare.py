@@ -25,14 +25,13 @@ from dada.evaluation.metrics import d_gain, negative_transfer
 from dada.evaluation.reports import (
     describe_dataset,
     load_results,
-    now_utc,
     paper_table,
     pct,
     pct_pm,
     results_fingerprint,
     snapshot_note,
 )
-from dada.io import write_json, write_text
+from dada.io import now_utc, write_json, write_text
 
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float, float | None]:

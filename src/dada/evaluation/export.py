@@ -35,6 +35,7 @@ from torch import nn
 
 from dada.errors import DadaError
 from dada.evaluation.evaluator import model_outputs
+from dada.evaluation.inputs import input_settings
 
 EXPORT_FORMATS = ("onnx",)
 METADATA_FORMAT = "dada-seg-onnx/1"
@@ -356,7 +357,6 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, class_
     check_opset(opset)
     import onnx
 
-    from dada.evaluation.predict import input_settings
     from dada.evaluation.reports import snapshot_record, warn_snapshot
     from dada.io import atomic_path
     from dada.models import load_segmenter

@@ -21,22 +21,23 @@ from typing import Any
 import numpy as np
 
 from dada.benchmark import resolve_root
+from dada.checkpoints import iteration_checkpoints
 from dada.config import SELECTION_POLICIES
 from dada.devices import resolve_device
 from dada.errors import DadaError
 from dada.evaluation.evaluator import EvalResult, evaluate_segmenter
+from dada.evaluation.inputs import OFFICIAL_INPUT_SIZE
 from dada.evaluation.metrics import DEFAULT_DEPTH_BINS, d_gain, negative_transfer
-from dada.evaluation.predict import OFFICIAL_INPUT_SIZE
 from dada.evaluation.reports import (
     code_version,
     config_hash,
     evaluation_fingerprint,
     load_results,
-    now_utc,
     snapshot_record,
     warn_snapshot,
     write_results,
 )
+from dada.io import now_utc
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -136,8 +137,6 @@ def previous_figures(out_dir: Path) -> set[str]:
 def snapshot_paths(run_dir: Path) -> list[tuple[int, Path]]:
     """``(iteration, path)`` of a run folder's ``checkpoints/iter_*.pt``, oldest first (``evaluate_run``
     adds ``checkpoints/best.pt`` when its iteration is not among them)."""
-    from dada.models.loading import iteration_checkpoints
-
     return iteration_checkpoints(run_dir / "checkpoints")
 
 

@@ -29,6 +29,7 @@ from dada.devices import resolve_device
 from dada.errors import DadaError
 from dada.evaluation.evaluator import model_outputs
 from dada.evaluation.figures import colorize, depth_to_rgb, overlay, save_rgb
+from dada.evaluation.inputs import MAPILLARY_CANVAS, OFFICIAL_INPUT_SIZE, input_settings  # noqa: F401 (re-exported)
 from dada.models.segmenter import upsample
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
@@ -37,10 +38,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv")
 VIDEO_FOURCC = "mp4v"
 #: A video whose reads fail this many times in a row is treated as ended (the rest is reported).
 MAX_CONSECUTIVE_BAD_FRAMES = 50
-#: Official test input size (H, W) for Cityscapes, used for official state dicts (no config inside).
-OFFICIAL_INPUT_SIZE = (512, 1024)
-#: The official Mapillary canvas (H, W) into which images are letterboxed.
-MAPILLARY_CANVAS = (768, 1024)
+
 
 
 def gather_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, str]]:
@@ -372,28 +370,6 @@ def _ranges(indices: Sequence[int]) -> str:
             parts.append(str(start) if start == value else f"{start}-{value}")
             start = None
     return ", ".join(parts)
-
-
-def input_settings(info: dict) -> dict:
-    """Preprocessing and input size of a loaded checkpoint: from its config (``data.preprocess``,
-    ``data.val.size``, else ``data.target.size``; letterboxed when that dataset is Mapillary, default
-    768×1024), or the official defaults (caffe, 512×1024)."""
-    config = info.get("config") or {}
-    data = config.get("data") or {}
-    size, letterbox = OFFICIAL_INPUT_SIZE, False
-    for part in ("val", "target"):
-        part_cfg = data.get(part) or {}
-        if "size" in part_cfg:
-            size = part_cfg["size"]
-            letterbox = part_cfg.get("name") == "mapillary"
-            if letterbox and size is None:
-                size = MAPILLARY_CANVAS
-            break
-    return {"preprocess": data.get("preprocess", "caffe"),
-            "size": tuple(int(s) for s in size) if size is not None else None,
-            "letterbox": letterbox, "num_classes": int(info["model_spec"]["num_classes"])}
-
-
 
 
 BACKENDS = ("auto", "torch", "onnxruntime")

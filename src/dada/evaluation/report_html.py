@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from dada.io import write_text
+from dada.io import now_utc, write_text
 
 REPORT_NAME = "report.html"
 #: Order of the figures on the page (by their key in ``results.json``'s ``figures``), then the rest.
@@ -85,7 +85,6 @@ def drop_section(markdown_text: str, title: str) -> str:
 
 
 def page(title: str, body: str) -> str:
-    from dada.evaluation.reports import now_utc
 
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"

@@ -11,7 +11,6 @@ D-Gain, mIoU*), Table 2 (7 classes), Table 3 (one row per setup: mIoU) and Table
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import hashlib
 import json
@@ -168,10 +167,6 @@ def stale_reason(results: Mapping, results_dir: str | os.PathLike | None = None)
     if mtime is not None and checkpoint.is_file() and checkpoint.stat().st_mtime_ns != mtime:
         return f"{checkpoint} changed after these results were computed: evaluate it again"
     return None
-
-
-def now_utc() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
 # ---------------------------------------------------------------------------------------- formatting

@@ -28,9 +28,8 @@ choices. The rest (segmenter SGD 2.5e-4 / ×10 head, Adam 1e-4 (0.9, 0.99) for t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -40,11 +39,11 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dada import losses
+from dada.checkpoints import read_weights
 from dada.data.classes import IGNORE_INDEX
 from dada.errors import DadaError
 from dada.io import save_torch
-from dada.methods.adversarial import DISCRIMINATOR_INPUTS, discriminator_input
-from dada.methods.adversarial import AdversarialSettings
+from dada.methods.adversarial import DISCRIMINATOR_INPUTS, AdversarialSettings, discriminator_input
 from dada.methods.base import Method, forward_upsampled
 from dada.models import Segmenter, build_discriminator
 
@@ -255,11 +254,8 @@ class AdaptPatch(Method):
                     "images": int(method.patch_kmeans_images), "seed": int(self.cfg.seed)}
         path = Path(run_dir) / MODES_FILE
         if path.is_file():
-            try:
-                saved = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as error:  # torch.load raises many types; all mean unreadable
-                raise DadaError(f"{path}: unreadable ({type(error).__name__}: {error}); delete it and the "
-                                f"patch modes are computed again") from None
+            saved = read_weights(path, what="the patch-mode cache", advice="delete it and the patch modes "
+                                 "are computed again")
             if saved.get("settings") == settings:
                 self._set_centres(saved["centres"])
                 return

