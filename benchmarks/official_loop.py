@@ -21,13 +21,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from official_loop import OfficialDADA, OfficialLoop, compare_with_official  # noqa: E402
-
 from dada import losses  # noqa: E402
 from dada.config import load_config  # noqa: E402
 from dada.engine import Trainer  # noqa: E402
 from dada.methods.base import forward_upsampled  # noqa: E402
 from dada.models.official import export  # noqa: E402
+from official_loop import OfficialDADA, OfficialLoop, compare_with_official  # noqa: E402
 
 
 def batches(n: int, dtype: torch.dtype):

@@ -13,7 +13,6 @@ from torch import nn
 from dada.methods import selftraining as st
 
 
-
 def _fixture() -> dict:
     raw = json.loads((Path(__file__).parent / "fixtures" / "kornia058.json").read_text())
     image, blur_image = (torch.tensor(raw[k]).view(raw["shapes"][k]) for k in ("image", "blur_image"))

@@ -14,13 +14,12 @@ import copy
 
 import pytest
 import torch
-from official_loop import OfficialDADA, OfficialLoop, compare_with_official
 
 from dada.config import load_config
 from dada.engine import Trainer
-from dada.models.backbones import BACKBONES
-from dada.models.backbones import resnet
+from dada.models.backbones import BACKBONES, resnet
 from dada.models.official import export
+from official_loop import OfficialDADA, OfficialLoop, compare_with_official
 
 MINI = "nested_bottleneck_mini"  # the official nesting (layerN > Bottleneck > conv, downsample Sequential)
 

@@ -23,7 +23,6 @@ from omegaconf import DictConfig
 
 from dada.io import append_line, write_text
 
-
 STAT = "stat/"  # running-mean keys of a method's extra scalars
 
 

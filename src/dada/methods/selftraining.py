@@ -276,7 +276,7 @@ def gaussian_kernel1d(size: int, sigma: float) -> torch.Tensor:
     x = torch.arange(size, dtype=torch.float32) - size // 2
     if size % 2 == 0:
         x = x + 0.5
-    gauss = torch.exp((-x.pow(2.0) / (2 * sigma ** 2)))
+    gauss = torch.exp(-x.pow(2.0) / (2 * sigma ** 2))
     return gauss / gauss.sum()
 
 
