@@ -83,3 +83,4 @@ def test_lower_layers_never_import_upper_ones():
     wrong = [(m, i) for m, imports in graph.items() for prefix, banned in rules.items()
              if m == prefix or m.startswith(prefix + ".") for i in imports if i.startswith(banned)]
     assert not wrong, wrong
+

@@ -100,7 +100,9 @@ class TrainLogger:
             self.bar.set_postfix({name: f"{value:.3g}" for name, value in means.items()}, refresh=False)
 
     def write(self, record: dict[str, Any]) -> None:
-        append_line(self.metrics_path, json.dumps(record, allow_nan=True))
+        """One JSON line; a non-finite number (an evaluation of no image, a statistic not yet defined) is
+        written as ``null``, so every line is valid JSON (``read_metrics`` gives NaN back)."""
+        append_line(self.metrics_path, json.dumps(finite_or_none(record), allow_nan=False))
 
     def evaluation(self, iteration: int, miou: float, extra: dict[str, Any]) -> None:
         self.write({"kind": "eval", "iteration": iteration, "miou": miou, **extra})
@@ -140,6 +142,17 @@ class TrainLogger:
         self.tb.close()
         if self.bar is not None:
             self.bar.close()
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (recursively)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def _gray(values: torch.Tensor) -> np.ndarray:

@@ -218,16 +218,25 @@ def depth_range_chart(series: Mapping[str, Mapping[str, float]], path: str | os.
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``metrics.jsonl`` (blank or truncated last lines are skipped)."""
+    """The records of a ``metrics.jsonl`` (blank or truncated last lines are skipped). A number the
+    logger wrote as ``null`` (it was NaN) comes back as NaN: ``miou`` and the ``loss``, ``stats`` and ``lr``
+    values."""
     records = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line:
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut by a kill
+        if isinstance(record, dict):
+            if "miou" in record and record["miou"] is None:
+                record["miou"] = float("nan")
+            for key in ("loss", "stats", "lr"):
+                if isinstance(record.get(key), dict):
+                    record[key] = {k: float("nan") if v is None else v for k, v in record[key].items()}
+        records.append(record)
     return records
 
 
