@@ -456,13 +456,13 @@ def paired_by_seed(groups: dict[str, tuple[list[dict], dict]], a: str, b: str) -
 def d_gains(groups: dict[str, tuple[list[dict], dict]]) -> dict[str, dict]:
     """D-Gain (``dada.evaluation.metrics.d_gain``: depth model minus its no-depth counterpart) of each
     depth model, per seed (paired by seed) then mean ± std."""
-    from dada.evaluation.compare import _mean_std
+    from dada.evaluation.stats import mean_std
 
     gains = {}
     for model, counterpart in DGAIN_PAIRS:
         values = list(paired_by_seed(groups, model, counterpart).values())
         if values:
-            mean, std = _mean_std(values)
+            mean, std = mean_std(values)
             gains[model] = {"counterpart": counterpart, "per_seed": values, "mean": mean, "std": std}
     return gains
 
@@ -470,7 +470,7 @@ def d_gains(groups: dict[str, tuple[list[dict], dict]]) -> dict[str, dict]:
 def paired_steps(groups: dict[str, tuple[list[dict], dict]], order: list[str]) -> list[dict]:
     """mIoU differences paired by seed: every set-up of ``order`` against S1, then Table 3's steps. A step
     is resolved when |mean| exceeds twice the std of its per-seed differences (at least 2 seeds)."""
-    from dada.evaluation.compare import _mean_std
+    from dada.evaluation.stats import mean_std, verdict
 
     pairs = [(key, "S1") for key in order if key != "S1"] + [p for p in TABLE3_STEPS if p[1] != "S1"]
     steps = []
@@ -478,14 +478,9 @@ def paired_steps(groups: dict[str, tuple[list[dict], dict]], order: list[str]) -
         per_seed = paired_by_seed(groups, a, b)
         if not per_seed:
             continue
-        mean, std = _mean_std(list(per_seed.values()))
-        if std is None:
-            verdict = "one seed"
-        elif abs(mean) > 2 * std:
-            verdict = "resolved: " + ("higher" if mean > 0 else "lower")
-        else:
-            verdict = "not resolved"
-        steps.append({"a": a, "b": b, "per_seed": per_seed, "mean": mean, "std": std, "verdict": verdict})
+        mean, std = mean_std(list(per_seed.values()))
+        steps.append({"a": a, "b": b, "per_seed": per_seed, "mean": mean, "std": std,
+                      "verdict": verdict(mean, std)})
     return steps
 
 
@@ -538,7 +533,7 @@ def class_shifts(groups: dict[str, tuple[list[dict], dict]], order: list[str], t
     predicted as each class (the confusion rows summed over those seeds), by S1 and by the set-up."""
     import numpy as np
 
-    from dada.evaluation.compare import _mean_std
+    from dada.evaluation.stats import mean_std
 
     if "S1" not in groups:
         return []
@@ -569,7 +564,7 @@ def class_shifts(groups: dict[str, tuple[list[dict], dict]], order: list[str], t
         mean_delta = np.nanmean(np.where(known, deltas, 0.0), axis=0)  # a class no run has: 0
         for c in [c for c in np.argsort(-np.abs(mean_delta), kind="stable") if known[c]][:top]:
             shifts.append({"a": key, "class": pairs[0][0]["class_names"][c], "delta": float(mean_delta[c]),
-                           "std": _mean_std(deltas[:, c])[1], "per_seed": [float(d) for d in deltas[:, c]],
+                           "std": mean_std(deltas[:, c])[1], "per_seed": [float(d) for d in deltas[:, c]],
                            "iou_a": float(np.nanmean(ours[:, c])), "iou_s1": float(np.nanmean(theirs[:, c])),
                            "went_a": went([a for a, _ in pairs], c),
                            "went_s1": went([b for _, b in pairs], c),
@@ -598,9 +593,9 @@ def shift_lines(shifts: list[dict], rows: dict[str, dict]) -> list[str]:
 
 
 def _num_pm(values: list[float], digits: int = 3) -> str:
-    from dada.evaluation.compare import _mean_std
+    from dada.evaluation.stats import mean_std
 
-    mean, std = _mean_std(values)
+    mean, std = mean_std(values)
     return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
@@ -614,13 +609,13 @@ def paired_lines(steps: list[dict], rows: dict[str, dict]) -> list[str]:
 
 
 def health_lines(health: dict[str, dict[str, list[float]]], rows: dict[str, dict]) -> list[str]:
-    from dada.evaluation.compare import _mean_std
+    from dada.evaluation.stats import mean_std
 
     lines = ["| Set-up | depth AbsRel (source val) | δ<1.25 (%) | last-half losses (chance: ln 2 = 0.693) |",
              "|---|---|---|---|"]
     for key, values in health.items():
         absrel = _num_pm(values["depth_abs_rel"]) if "depth_abs_rel" in values else "-"
-        delta = _pm(*_mean_std(values["depth_delta1"])) if "depth_delta1" in values else "-"
+        delta = _pm(*mean_std(values["depth_delta1"])) if "depth_delta1" in values else "-"
         losses = "; ".join(f"`{name}` {_num_pm(v)}" for name, v in sorted(values.items())
                            if name.startswith(("d_", "adv_"))) or "-"
         lines.append(f"| {rows[key]['label']} | {absrel} | {delta} | {losses} |")
@@ -630,14 +625,14 @@ def health_lines(health: dict[str, dict[str, list[float]]], rows: dict[str, dict
 def val_curve_lines(curves: dict[str, dict[int, dict[int, float]]], rows: dict[str, dict]) -> list[str]:
     """One row per set-up (mean ± std over seeds at each logged iteration), and below each set-up other
     than S1 its difference to S1 paired by seed."""
-    from dada.evaluation.compare import _mean_std
+    from dada.evaluation.stats import mean_std
 
     iterations = sorted({it for per_seed in curves.values() for points in per_seed.values() for it in points})
 
     def cell(values: list[float], signed: bool = False) -> str:
         if not values:
             return "-"
-        mean, std = _mean_std(values)
+        mean, std = mean_std(values)
         return _signed_pm(mean, std) if signed else _pm(mean, std)
 
     lines = ["| Set-up | " + " | ".join(str(it) for it in iterations) + " |",

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from dada.errors import DadaError
+from dada.evaluation.stats import mean_std, pm
 
 #: The demo's three set-ups of the paper's Table 3: (label, preset).
 #: The demo recipe is the `benchmark_lite0` setting (configs/settings.yaml says why each value).
@@ -93,9 +94,7 @@ def health_table(runs: dict[str, list[Path]]) -> str:
         values = [v for v in values if v is not None and math.isfinite(v)]
         if not values:
             return "-"
-        if len(values) == 1:
-            return f"{values[0]:.3f}"
-        return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return pm(*mean_std(values))
 
     rows = []
     for label, run_dirs in runs.items():

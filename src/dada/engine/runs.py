@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from dada.config import load_config
 from dada.engine.trainer import Trainer, default_run_dir
 from dada.errors import DadaError
+from dada.evaluation.stats import mean_std
 from dada.io import write_json, write_text
 
 
@@ -57,9 +56,9 @@ def train_seeds(preset: str, overrides: list[str], seeds: list[int]) -> dict:
         trainer = Trainer(cfg)
         run_dir = trainer.fit(base / f"seed_{seed}")
         rows.append({"seed": seed, "run": str(run_dir), "miou": final_miou(trainer, run_dir)})
-    mious = np.array([row["miou"] for row in rows], dtype=float)
-    std = float(mious.std(ddof=1)) if len(mious) > 1 else 0.0
-    summary = {"preset": preset, "overrides": list(overrides), "runs": rows, "miou_mean": float(mious.mean()),
+    mean, std = mean_std(row["miou"] for row in rows)
+    std = std or 0.0
+    summary = {"preset": preset, "overrides": list(overrides), "runs": rows, "miou_mean": mean,
                "miou_std": std, "selection": trainer.cfg.eval.selection}
     write_json(base / "seeds_summary.json", summary)
     lines = [f"# {preset}: {len(rows)} seeds", "", "| seed | mIoU (%) |", "|---|---|"]

@@ -31,15 +31,8 @@ from dada.evaluation.reports import (
     results_fingerprint,
     snapshot_note,
 )
+from dada.evaluation.stats import mean_std
 from dada.io import now_utc, write_json, write_text
-
-
-def _mean_std(values: Sequence[float | None]) -> tuple[float, float | None]:
-    array = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-    array = array[~np.isnan(array)]
-    if not array.size:
-        return float("nan"), None
-    return float(array.mean()), (float(array.std(ddof=1)) if array.size > 1 else None)
 
 
 def _group_key(results: Mapping) -> tuple[str, str]:
@@ -57,7 +50,7 @@ def _group_label(results: Mapping) -> str:
 def aggregate(runs: Sequence[Mapping], label: str) -> dict:
     """Mean ± std over the runs of one group (seeds)."""
     iou = np.array([[np.nan if v is None else v for v in r["result"]["iou"]] for r in runs], dtype=np.float64)
-    iou_stats = [_mean_std(iou[:, c]) for c in range(iou.shape[1])]
+    iou_stats = [mean_std(iou[:, c]) for c in range(iou.shape[1])]
     row = {"label": label, "runs": [r["model"]["checkpoint"] for r in runs],
            "seeds": [r["model"].get("seed") for r in runs], "depth": bool(runs[0]["model"].get("depth")),
            "method": runs[0]["model"].get("method"),
@@ -72,7 +65,7 @@ def aggregate(runs: Sequence[Mapping], label: str) -> dict:
         if all(v is None for v in values):
             row[key], row[f"{key}_std"] = None, None
         else:
-            row[key], row[f"{key}_std"] = _mean_std(values)
+            row[key], row[f"{key}_std"] = mean_std(values)
     return row
 
 
