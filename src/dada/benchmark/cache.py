@@ -41,8 +41,16 @@ def benchmark_params(**params) -> dict:
 
 
 def default_cache_dir() -> Path:
+    """``$DADA_CACHE``, else ``~/.cache/dada-seg``; an empty or relative HOME (which would put the cache
+    at the file-system root or in the working folder) is an error saying what to set."""
     env = os.environ.get("DADA_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "dada-seg"
+    if env:
+        return Path(env)
+    home = os.environ.get("HOME", None)
+    if home is not None and not os.path.isabs(home):
+        raise DadaError(f"HOME is {home!r}, so the benchmark cache has no home folder: set DADA_CACHE=/some/dir "
+                        f"(or data.benchmark.cache_dir=/some/dir)")
+    return Path.home() / ".cache" / "dada-seg"
 
 
 def ensure_benchmark(

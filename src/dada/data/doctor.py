@@ -86,12 +86,14 @@ def _check_headers(files: SplitFiles, report: Report) -> int:
     """Read every image's header; check each label/depth file's format (bit depth, channels, where the
     dataset defines it) and size; returns how many images were read."""
     bad, mismatched, wrong = [], [], []
+    sizes: dict[tuple[int, int], list[str]] = {}
     for key, path in files.images.items():
         try:
             size = image_size(path)
         except DadaError:
             bad.append(path.name)
             continue
+        sizes.setdefault(tuple(size), []).append(path.name)
         for companions, fmt in ((files.labels, files.label_format), (files.depth, files.depth_format)):
             if companions is None or key not in companions:
                 continue
@@ -115,6 +117,12 @@ def _check_headers(files: SplitFiles, report: Report) -> int:
     if mismatched:
         report.problems.append(f"{files.split}: {len(mismatched)} label/depth file(s) differ in size from "
                                f"their image: {shown(mismatched)}")
+    if len(sizes) > 1:  # batches need one size: training stacks items
+        common = max(sizes, key=lambda s: len(sizes[s]))
+        others = [f"{name} ({h}×{w})" for (h, w), names in sizes.items() if (h, w) != common for name in names]
+        report.warnings.append(f"{files.split}: the images differ in size ({len(sizes)} sizes; most are "
+                               f"{common[1]}×{common[0]} (W×H), not: {shown(others)}): training in batches "
+                               f"needs data.<part>.size (resize) or data.<part>.augment.crop")
     return len(files.images)
 
 

@@ -12,12 +12,13 @@ ranks read disjoint images, and together exactly the items one process with a ba
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from dada.config import to_dict
 from dada.errors import DadaError
@@ -111,5 +112,35 @@ def infinite_loader(dataset: Dataset, cfg: DictConfig, part: str, start_item: in
     # resumed run's random state is the uninterrupted run's
     generator = torch.Generator().manual_seed(int(cfg.seed) * 1000 + DOMAINS[part])
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, generator=generator,
-                        **loader_options(cfg, device))
-    return iter(loader)
+                        collate_fn=functools.partial(checked_collate, part=part), **loader_options(cfg, device))
+    return _clean_worker_errors(iter(loader))
+
+
+def checked_collate(items: list[dict], part: str) -> dict:
+    """``default_collate`` after checking that the items' tensors have one shape per key: items of
+    different sizes are a DadaError naming them and the keys that fix it (not torch.stack's traceback)."""
+    for key, value in items[0].items():
+        if isinstance(value, torch.Tensor):
+            shapes = [tuple(item[key].shape) for item in items]
+            if len(set(shapes)) > 1:
+                listed = ", ".join(f"{item.get('name', '?')} {tuple(s)}" for item, s in zip(items, shapes,
+                                                                                          strict=True))
+                raise DadaError(f"data.{part}: the items of one batch differ in {key} size ({listed}); set "
+                                f"data.{part}.size to resize every item to one size, or data.{part}.augment."
+                                f"crop, or batch_size 1 (`dada doctor` lists the sizes)")
+    return default_collate(items)
+
+
+def _clean_worker_errors(batches: Iterator[dict]) -> Iterator[dict]:
+    """Batches from a DataLoader, with a DadaError raised in a worker process re-raised as its own
+    message (the DataLoader wraps it in the worker's traceback)."""
+    while True:
+        try:
+            batch = next(batches)
+        except DadaError as error:
+            text = str(error)
+            if "Original Traceback" not in text:
+                raise
+            marker = text.rfind("DadaError: ")
+            raise DadaError(text[marker + len("DadaError: "):].strip() if marker >= 0 else text) from None
+        yield batch
