@@ -9,9 +9,7 @@ iterations every weight, BN statistic and optimizer state must match the trainer
 
 import copy
 import math
-from collections import defaultdict
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,6 +17,7 @@ import torch.nn.functional as F
 from dada import DadaError
 from dada.config import load_config
 from dada.engine import Trainer
+from official_loop import SGD_1_2, bce_loss, loss_calc_depth, prob_2_entropy
 
 H, W = 32, 64
 TINY = ["model.arch=tiny", "method.ndf=8", "train.device=cpu", "train.max_iters=10"]
@@ -32,24 +31,6 @@ def batches(seed: int, num_classes: int = 16):
               "depth": torch.rand(1, 1, H, W, generator=g) * 30, "name": ["s.png"]}
     target = {"image": torch.randn(1, 3, H, W, generator=g) * 50, "name": ["t.png"]}
     return source, target
-
-
-def prob_2_entropy(prob):
-    """ADVENT ``prob_2_entropy``: −p·log2(p + 1e-30) / log2(C), per class."""
-    return -torch.mul(prob, torch.log2(prob + 1e-30)) / np.log2(prob.size(1))
-
-
-def bce_loss(y_pred, y_label):
-    return F.binary_cross_entropy_with_logits(y_pred, torch.full_like(y_pred, y_label))
-
-
-def loss_calc_depth(pred, label):
-    """DADA ``loss_calc_depth``: berHu with c = 0.2·max|r| read as a number, mean over all pixels."""
-    diff = torch.abs(pred.squeeze() - label.squeeze())
-    c = 0.2 * torch.max(diff).item()
-    small = diff[diff <= c].sum()
-    large = ((diff[diff > c] ** 2 + c ** 2) / (2 * c)).sum()
-    return (small + large) / diff.numel()
 
 
 def get_1x_lr_params_no_scale(model):
@@ -71,48 +52,6 @@ def get_10x_lr_params(model):
     for name in ("layer6", "enc4_1", "enc4_2", "enc4_3", "dec4"):
         if hasattr(model, name):
             yield from getattr(model, name).parameters()
-
-
-class SGD_1_2:
-    """``torch/optim/sgd.py`` of PyTorch 1.2.0 (``step`` and ``zero_grad``), in today's call syntax."""
-
-    def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False):
-        self.defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                             nesterov=nesterov)
-        self.param_groups = [{**self.defaults, **group, "params": list(group["params"])} for group in params]
-        self.state = defaultdict(dict)
-
-    def zero_grad(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.grad.detach_()
-                    p.grad.zero_()
-
-    def step(self):
-        for group in self.param_groups:
-            weight_decay = group["weight_decay"]
-            momentum = group["momentum"]
-            dampening = group["dampening"]
-            nesterov = group["nesterov"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d_p = p.grad.data
-                if weight_decay != 0:
-                    d_p.add_(p.data, alpha=weight_decay)  # 1.2: d_p.add_(weight_decay, p.data)
-                if momentum != 0:
-                    param_state = self.state[p]
-                    if "momentum_buffer" not in param_state:
-                        buf = param_state["momentum_buffer"] = torch.clone(d_p).detach()
-                    else:
-                        buf = param_state["momentum_buffer"]
-                        buf.mul_(momentum).add_(d_p, alpha=1 - dampening)
-                    if nesterov:
-                        d_p = d_p.add(buf, alpha=momentum)
-                    else:
-                        d_p = buf
-                p.data.add_(d_p, alpha=-group["lr"])
 
 
 def official_optimizer(model, lr=2.5e-4):
