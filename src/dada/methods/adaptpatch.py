@@ -43,7 +43,12 @@ from dada.checkpoints import read_weights
 from dada.data.classes import IGNORE_INDEX
 from dada.errors import DadaError
 from dada.io import save_torch
-from dada.methods.adversarial import DISCRIMINATOR_INPUTS, AdversarialSettings, discriminator_input
+from dada.methods.adversarial import (
+    DISCRIMINATOR_INPUTS,
+    AdversarialSettings,
+    OutputAdversary,
+    discriminator_input,
+)
 from dada.methods.base import Method, forward_upsampled
 from dada.models import Segmenter, build_discriminator
 
@@ -228,19 +233,20 @@ class AdaptPatch(Method):
         self.classifier.register_buffer("mode_centres", torch.zeros(method.patch_modes, feature_size,
                                                                      device=device))
         self.extra_modules["patch_classifier"] = self.classifier
-        self.discriminators["patch"] = PatchDiscriminator(method.patch_modes, method.ndf).to(device)
-        for kind in method.adversarial:  # output-space adaptation (AdaptSegNet), usually ["softmax"]
-            channels = DISCRIMINATOR_INPUTS[kind][1](num_classes)
-            self.discriminators[kind] = build_discriminator(num_classes, in_channels=channels,
-                                                            ndf=method.ndf).to(device)
-        self.extra_modules["discriminators"] = self.discriminators
+        # one adversary: the patch-space discriminator, then the output-space ones (AdaptSegNet, usually
+        # ["softmax"]), all on one Adam
+        def build(kind: str) -> torch.nn.Module:
+            if kind == "patch":
+                return PatchDiscriminator(method.patch_modes, method.ndf)
+            return build_discriminator(num_classes, in_channels=DISCRIMINATOR_INPUTS[kind][1](num_classes),
+                                       ndf=method.ndf)
+
+        self.adversary = OutputAdversary(self, ["patch", *method.adversarial], ndf=method.ndf,
+                                         scale=0.5 if method.halve_d_loss else 1.0, build=build)
         params = list(self.classifier.parameters())
         self.optimizers["segmenter"].add_param_group({"params": params, "lr": 10.0 * train.lr,
                                                       "lr_mult": 10.0, "name": "patch_classifier",
                                                       "repeats": [1] * len(params)})
-        self.optimizers["discriminator"] = torch.optim.Adam(self.discriminators.parameters(), lr=train.lr_d,
-                                                            betas=tuple(train.betas_d))
-        self.base_lrs["discriminator"] = train.lr_d
         self.prepared = False
 
     # ------------------------------------------------------------------------------ mode discovery
@@ -279,7 +285,7 @@ class AdaptPatch(Method):
         train, method = self.cfg.train, self.cfg.method
         loss: dict[str, torch.Tensor] = {}
         self.start_step(iteration)
-        self.discriminators.requires_grad_(False)
+        self.adversary.freeze(True)
 
         # source: segmentation CE and the patch classification loss L_d against the modes Γ(Y_s)
         seg_src, _ = forward_upsampled(self.model, source["image"])
@@ -301,27 +307,17 @@ class AdaptPatch(Method):
         # target: fool the patch-space and the output-space discriminators
         seg_trg, _ = forward_upsampled(self.model, target["image"])
         patches_trg = self.classifier(torch.softmax(seg_trg, dim=1))
-        loss["adv_trg_patch"] = losses.adversarial_bce(
-            self.discriminators["patch"](torch.softmax(patches_trg, dim=1)), train.source_label)
-        fooling = method.lambda_patch_adv * loss["adv_trg_patch"]
-        for kind in method.adversarial:
-            d_out = self.discriminators[kind](discriminator_input(kind, seg_trg, None))
-            loss[f"adv_trg_{kind}"] = losses.adversarial_bce(d_out, train.source_label)
-            fooling = fooling + train.lambda_adv * loss[f"adv_trg_{kind}"]
+        output_maps = {kind: discriminator_input(kind, seg_trg, None) for kind in method.adversarial}
+        fooling = (self.adversary.fooling({"patch": torch.softmax(patches_trg, dim=1)}, loss,
+                                          method.lambda_patch_adv)
+                   + self.adversary.fooling(output_maps, loss, train.lambda_adv))
         fooling.backward()
 
-        # discriminators on detached representations
-        self.discriminators.requires_grad_(True)
-        scale = 0.5 if method.halve_d_loss else 1.0
-        for domain, seg, patches, label in (("src", seg_src, patches_src, train.source_label),
-                                            ("trg", seg_trg, patches_trg, train.target_label)):
-            loss[f"d_patch_{domain}"] = losses.adversarial_bce(
-                self.discriminators["patch"](torch.softmax(patches.detach(), dim=1)), label)
-            (scale * loss[f"d_patch_{domain}"]).backward()
-            for kind in method.adversarial:
-                d_out = self.discriminators[kind](discriminator_input(kind, seg.detach(), None))
-                loss[f"d_{kind}_{domain}"] = losses.adversarial_bce(d_out, label)
-                (scale * loss[f"d_{kind}_{domain}"]).backward()
+        # the discriminators on detached representations (patch space, then output space)
+        self.adversary.train_discriminators(
+            {domain: {"patch": torch.softmax(patches.detach(), dim=1),
+                      **{kind: discriminator_input(kind, seg.detach(), None) for kind in method.adversarial}}
+             for domain, seg, patches in (("src", seg_src, patches_src), ("trg", seg_trg, patches_trg))}, loss)
 
         self.remember(image_source=source["image"], seg_source=seg_src, image_target=target["image"],
                       seg_target=seg_trg)
