@@ -38,11 +38,11 @@ class TrainLogger:
         for name, values in (running or {}).items():
             self.running[name] = [float(v) for v in values]
         self.bar = None
-        if cfg.train.progress:
-            from tqdm import tqdm
+        if cfg.train.progress:  # a live bar in a terminal, a line every few seconds in a file or a pipe
+            from dada.io import progress_bar
 
-            self.bar = tqdm(total=cfg.train.max_iters, initial=start, desc=cfg.preset or "train",
-                            dynamic_ncols=True, smoothing=0.05)
+            self.bar = progress_bar(total=cfg.train.max_iters, initial=start, desc=cfg.preset or "train",
+                                    dynamic_ncols=True, smoothing=0.05)
 
     def _truncate_metrics(self, start: int) -> None:
         if not self.metrics_path.exists():

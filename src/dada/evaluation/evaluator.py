@@ -284,10 +284,10 @@ def evaluate_segmenter(model: torch.nn.Module, dataset, *, num_classes: int,
                                          generator=torch.Generator().manual_seed(0))
     model.eval()
     bar = None
-    if progress:
-        from tqdm import tqdm
+    if progress:  # a live bar in a terminal, a line every few seconds in a file or a pipe
+        from dada.io import progress_bar
 
-        bar = tqdm(total=len(dataset), desc=desc, unit="img", dynamic_ncols=True, leave=False)
+        bar = progress_bar(total=len(dataset), desc=desc, unit="img", dynamic_ncols=True, leave=False)
     try:
         with torch.inference_mode():
             for items in loader:
