@@ -94,7 +94,7 @@ def run_cell(arch: str, height: int, width: int, batch: int, backend: str, devic
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     image = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(0)).to(device)
     if backend == "onnxruntime":
-        from dada.evaluation.export import onnx_session
+        from dada.deploy.export import onnx_session
 
         session = onnx_session(onnx_path, device=device)
         array = image.cpu().numpy()
@@ -153,7 +153,7 @@ def run_cell(arch: str, height: int, width: int, batch: int, backend: str, devic
 
 # ------------------------------------------------------------------------------------------ driver
 def export_for_bench(arch: str, folder: Path) -> str:
-    from dada.evaluation.export import ExportGraph, export_graph, output_names
+    from dada.deploy.export import ExportGraph, export_graph, output_names
 
     path = folder / f"{arch}.onnx"
     if not path.exists():

@@ -10,8 +10,8 @@ import torch
 from conftest import save_tiny_checkpoint
 from dada.cli import main
 from dada.data.classes import CLASSES_16
+from dada.deploy.predict import gather_inputs, input_settings, predict_checkpoint
 from dada.errors import DadaError
-from dada.evaluation.predict import gather_inputs, input_settings, predict_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_predict_with_an_official_state_dict(checkpoint, tmp_path):
 
 
 def test_letterboxed_input_is_cropped_back(checkpoint, tmp_path):
-    from dada.evaluation.predict import predict_images
+    from dada.deploy.predict import predict_images
     from dada.models import load_segmenter
 
     model, _ = load_segmenter(checkpoint)

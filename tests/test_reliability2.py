@@ -135,7 +135,7 @@ def test_predict_gives_every_input_its_own_outputs(tmp_path):
     import numpy as np
 
     from conftest import save_tiny_checkpoint
-    from dada.evaluation.predict import predict_checkpoint
+    from dada.deploy.predict import predict_checkpoint
 
     checkpoint = save_tiny_checkpoint(tmp_path, (16, 32))
     images = tmp_path / "in"

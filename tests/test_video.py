@@ -10,7 +10,7 @@ import torch
 
 from conftest import save_tiny_checkpoint
 from dada.cli import main
-from dada.evaluation.predict import predict_checkpoint
+from dada.deploy.predict import predict_checkpoint
 from dada.models import build_segmenter
 
 SIZE = (48, 64)  # (H, W) of the test videos

@@ -336,7 +336,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from dada.evaluation.predict import predict_checkpoint
+    from dada.deploy.predict import predict_checkpoint
 
     size = _parse_size(args.size)
     _at_least(args.batch_size, "--batch-size", 1)
@@ -373,7 +373,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from dada.evaluation.export import check_opset, export_onnx
+    from dada.deploy.export import check_opset, export_onnx
 
     check_opset(args.opset)
     result = export_onnx(args.checkpoint, args.out, class_map=args.class_map, overwrite=args.overwrite,

@@ -1,5 +1,6 @@
 """Evaluation: the official confusion-matrix metrics, per-image mIoU, negative transfer and D-Gain, IoU by
-depth range, depth quality; reports (``results.json`` / ``results.md``), figures and ``dada predict``.
+depth range, depth quality; reports (``results.json`` / ``results.md``, ``report.html``) and figures.
+Deployment (``dada predict``, video, ONNX export) is :mod:`dada.deploy`, a layer above this one.
 
 See ``docs/evaluation.md``.
 """
@@ -16,7 +17,6 @@ from dada.evaluation.metrics import (
     per_image_miou,
 )
 from dada.evaluation.pipeline import evaluate_run
-from dada.evaluation.predict import predict_checkpoint, predict_images
 from dada.evaluation.reports import load_results, results_markdown, write_results
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
     "miou13",
     "negative_transfer",
     "per_image_miou",
-    "predict_checkpoint",
-    "predict_images",
     "results_markdown",
     "write_results",
 ]

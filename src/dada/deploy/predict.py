@@ -11,7 +11,7 @@ Videos (``.mp4``, ``.avi``, ``.mkv``, read with OpenCV) give ``<name>_overlay.mp
 video's frame rate and size): the segmentation blended on every frame, with the depth map side by side
 when asked. Frames that fail to decode are skipped and reported by index; a video that cannot be opened at
 all is an error before anything is written. The model is a PyTorch segmenter or an exported ONNX file run
-by onnxruntime (:class:`~dada.evaluation.export.OnnxSegmenter`, preprocessing from its metadata).
+by onnxruntime (:class:`~dada.deploy.export.OnnxSegmenter`, preprocessing from its metadata).
 """
 
 from __future__ import annotations
@@ -391,7 +391,7 @@ def predict_checkpoint(checkpoint: str | os.PathLike, inputs: Iterable[str | os.
     device = resolve_device(device)
     gather_inputs(inputs)  # fail on bad inputs before loading weights
     if backend == "onnxruntime" or (backend == "auto" and str(checkpoint).lower().endswith(".onnx")):
-        from dada.evaluation.export import OnnxSegmenter, preprocess_with_metadata
+        from dada.deploy.export import OnnxSegmenter, preprocess_with_metadata
 
         model = OnnxSegmenter(checkpoint, device=device)
         meta = model.metadata
