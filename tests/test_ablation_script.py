@@ -20,6 +20,11 @@ def ablation():
     sys.modules[spec.name] = module  # dataclasses look their module up
     try:
         spec.loader.exec_module(module)
+        # the script is a runner over two sibling modules: the set-ups and the report writer
+        for sibling in ("ablation_setups", "ablation_report"):
+            for name, value in vars(sys.modules[sibling]).items():
+                if not name.startswith("__"):
+                    setattr(module, name, getattr(module, name, value))
         yield module
     finally:
         sys.modules.pop(spec.name, None)
