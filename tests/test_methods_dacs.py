@@ -296,3 +296,56 @@ def test_dacs_resumes_bit_identically_from_its_state(settings, tmp_path):
     assert resumed["self_training"]["ema_steps"] == 6
     for name, state in reference["method"]["self_training"]["streams"].items():
         assert torch.equal(state, resumed["self_training"]["streams"][name]), name
+
+
+def _daformer_downscale_label_ratio(gt, scale_factor, min_ratio, n_classes, ignore_index=255):
+    """DAFormer mmseg/utils/utils.py ``downscale_label_ratio``, re-stated (N×1×H×W in)."""
+    import torch.nn.functional as F
+
+    out = gt.clone()
+    out[out == ignore_index] = n_classes
+    out = F.one_hot(out.squeeze(1), num_classes=n_classes + 1).permute(0, 3, 1, 2)
+    out = F.avg_pool2d(out.float(), kernel_size=scale_factor)
+    gt_ratio, out = torch.max(out, dim=1, keepdim=True)
+    out[out == n_classes] = ignore_index
+    out[gt_ratio < min_ratio] = ignore_index
+    return out
+
+
+def test_downscale_label_ratio_matches_daformer():
+    g = torch.Generator().manual_seed(3)
+    label = torch.randint(0, 4, (2, 1, 16, 24), generator=g)
+    label[:, :, :4] = 255
+    label[0, 0, 8:, :8] = 2  # a pure block: its cells keep class 2
+    ours = st.downscale_label_ratio(label, 4, 0.75, 16)
+    assert torch.equal(ours, _daformer_downscale_label_ratio(label, 4, 0.75, 16)[:, 0])
+    assert (ours[0, 2:, :2] == 2).all() and (ours[:, 0] == 255).all()
+
+
+def test_feature_distance_and_warmup_are_daformer_keys_off_by_default():
+    from dada import DadaError
+    from dada.methods.dacs import DACS
+
+    model, method = _build(DACS)
+    assert method.imnet is None and method.cfg.method.fd_lambda == 0 and method.cfg.method.warmup_iters == 0
+    with pytest.raises(DadaError, match="model.pretrained"):  # FD needs ImageNet weights to stay near
+        _build(DACS, fd_lambda=0.005)
+
+    torch.manual_seed(0)
+    from dada.models import build_segmenter
+
+    net = build_segmenter(arch="tiny", num_classes=16, depth_head=False, feature_fusion=False).train()
+    cfg = _method_cfg(DACS, fd_lambda=0.005, warmup_iters=4)
+    cfg.model.num_classes, cfg.model.pretrained = 16, "imagenet-weights.pth"  # FD only checks it is set
+    fd = DACS(cfg, net, torch.device("cpu"))
+    assert fd.fd_ignored == ["truck", "train"] and fd.fd_ids == [6, 7, 10, 11, 12, 13, 14, 15]
+    before = {k: v.clone() for k, v in fd.imnet.state_dict().items()}
+    source, target = _batches(0, classes=16)
+    source["label"][:, 8:, :] = 12  # car cells: the distance is taken there
+    loss = fd.train_step(source, target, 0)
+    assert "feat_dist" in loss and float(loss["feat_dist"]) == 0.0  # step 0: the student is the copy
+    loss = fd.train_step(*_batches(1, classes=16), 1)
+    assert all(torch.equal(before[k], v) for k, v in fd.imnet.state_dict().items())  # frozen
+    # warm-up: iteration 1 of 4 runs at poly · (1 − (1 − 1/4)(1 − 1e-6)) of the rate
+    poly = 2.5e-4 * (1 - 1 / 10) ** 0.9
+    assert fd.optimizers["segmenter"].param_groups[0]["lr"] == pytest.approx(poly * (1 - 0.75 * (1 - 1e-6)))

@@ -16,6 +16,8 @@ One iteration (trainUDA.py L367-511), ``i`` the iteration:
 
 from __future__ import annotations
 
+import copy
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from dada.data.classes import class_set
 from dada.errors import DadaError
 from dada.methods import selftraining as st
 from dada.methods.base import Method, MethodSettings, forward_upsampled
@@ -67,6 +70,19 @@ class DACS(Method):
         jitter_skip: float = 0.2  # transformsgpu.py L9: jitter when U(0,1) > 0.2, i.e. with probability 0.8
         blur: bool = True  # configUDA.json "blur": true; transformsgpu.py L20-22: when U(0,1) > 0.5
         blur_sigma: list[float] = field(default_factory=lambda: [0.15, 1.15])  # transformsgpu.py L22: U(.15, 1.15)
+        # DAFormer's training strategies that apply to CNN backbones, each off here (DACS has none):
+        # ImageNet feature distance (mmseg/models/uda/dacs.py calc_feat_dist; configs/_base_/uda/
+        # dacs_a999_fdthings.py: imnet_feature_dist_lambda 0.005, classes = the thing classes, scale min
+        # ratio 0.75): λ·mean over thing-class cells of ‖f_student − f_ImageNet‖₂ on the backbone's last
+        # features of the source image, against a frozen copy of the initial (ImageNet) backbone
+        fd_lambda: float = 0.0
+        fd_classes: list[str] = field(default_factory=lambda: [
+            "light", "sign", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"])
+        fd_scale_min_ratio: float = 0.75
+        # linear learning-rate warm-up (mmcv's 'linear' warmup as DAFormer's schedule: 1,500 iterations,
+        # ratio 1e-6): lr_i = poly_i · (1 − (1 − i/warmup_iters)(1 − warmup_ratio)) for i < warmup_iters
+        warmup_iters: int = 0
+        warmup_ratio: float = 1e-6
         # ema_after_step: DACS updates the teacher after the step with a_i (trainUDA.py L508-511);
         # false: DAFormer's order, at the start of iteration i > 0 (dacs.py L213-218)
         ema_after_step: bool = True
@@ -98,6 +114,21 @@ class DACS(Method):
         self.streams = st.Streams(cfg.seed)
         self.ema_steps = 0  # EMA updates done (a_i's i)
         self.pl_weight = float("nan")  # the last pseudo-label weight q
+        self.imnet = None  # DAFormer's frozen ImageNet backbone (feature distance), when fd_lambda > 0
+        method = cfg.method
+        if method.fd_lambda > 0:
+            pretrained = cfg.model.pretrained
+            if pretrained is None or str(pretrained).lower() == "none":
+                raise DadaError("method.fd_lambda > 0 keeps the features near the ImageNet backbone's, but "
+                                "model.pretrained is not set: give ImageNet weights or set method.fd_lambda=0")
+            names = class_set(cfg.model.num_classes).names
+            unknown = [c for c in method.fd_classes if c not in names]
+            self.fd_ids = [names.index(c) for c in method.fd_classes if c in names]
+            if not self.fd_ids:
+                raise DadaError(f"method.fd_classes {list(method.fd_classes)} names none of this class set's "
+                                f"classes ({', '.join(names)})")
+            self.fd_ignored = unknown  # thing classes this class set does not have (e.g. truck, train)
+            self.imnet = copy.deepcopy(model.backbone).eval().requires_grad_(False)  # the initial weights
         self.preprocess = cfg.data.preprocess
         self.images: dict[str, torch.Tensor] = {}
 
@@ -112,8 +143,12 @@ class DACS(Method):
             st.ema_update_(self.teacher, self.model, self.ema_steps, method.alpha)
         self.start_step(iteration)
         loss: dict[str, torch.Tensor] = {}
-        seg_src, depth_src = forward_upsampled(self.model, source["image"])
+        with st.captured_output(self.model.backbone) if self.imnet is not None else nullcontext({}) as box:
+            seg_src, depth_src = forward_upsampled(self.model, source["image"])
         objective = self.source_terms(source, seg_src, depth_src, loss)
+        if self.imnet is not None:  # DAFormer's ImageNet feature distance on the source image
+            loss["feat_dist"] = self.feature_distance(source["image"], source["label"], box["out"])
+            objective = objective + method.fd_lambda * loss["feat_dist"]
 
         mixed = self.mix(source, target)
         seg_mix, depth_mix = forward_upsampled(self.model, mixed["image"])
@@ -134,6 +169,31 @@ class DACS(Method):
             st.ema_update_(self.teacher, self.model, self.ema_steps, method.alpha)
         self.ema_steps += 1
         return detached
+
+    def start_step(self, iteration: int) -> None:
+        """Zero the gradients, poly learning rates, then DAFormer's linear warm-up when set."""
+        super().start_step(iteration)
+        warmup = self.cfg.method.warmup_iters
+        if warmup > 0 and iteration < warmup:
+            factor = 1.0 - (1.0 - iteration / warmup) * (1.0 - self.cfg.method.warmup_ratio)
+            for optimizer in self.optimizers.values():
+                for group in optimizer.param_groups:
+                    group["lr"] *= factor
+
+    def feature_distance(self, image: torch.Tensor, label: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """DAFormer's ``calc_feat_dist``: the mean L2 distance between the student's and the frozen ImageNet
+        backbone's last features over the cells whose downscaled label (``downscale_label_ratio``: the
+        majority class when it covers ≥ fd_scale_min_ratio of the cell) is a thing class."""
+        with torch.no_grad():
+            imnet = self.imnet(image)
+        scale = label.shape[-1] // features.shape[-1]
+        cells = st.downscale_label_ratio(label, scale, self.cfg.method.fd_scale_min_ratio,
+                                         self.cfg.model.num_classes)
+        mask = torch.isin(cells, torch.tensor(self.fd_ids, device=cells.device))
+        distance = torch.norm(features - imnet, dim=1, p=2)
+        if not mask.any():  # no thing cell in the batch: the official mean over an empty set is NaN
+            return distance.sum() * 0.0
+        return distance[mask].mean()
 
     def source_terms(self, source: dict, seg: torch.Tensor, depth: torch.Tensor | None,
                      loss: dict[str, torch.Tensor]) -> torch.Tensor:

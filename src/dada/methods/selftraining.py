@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -308,3 +310,31 @@ def depth_order_mask(source_depth: torch.Tensor, target_depth: torch.Tensor, mar
     threshold f (0 in DepthMix). Inputs N×1×H×W, normalised; returns N×H×W bool."""
     front = torch.ge(source_depth, target_depth - margin) & torch.ge(source_depth, foreground)
     return front.squeeze(1)
+
+
+# ---------------------------------------------------------------------- DAFormer's feature distance
+@contextmanager
+def captured_output(module: torch.nn.Module) -> Iterator[dict]:
+    """``with captured_output(m) as box:`` keeps ``m``'s forward output in ``box["out"]``."""
+    box: dict = {}
+    handle = module.register_forward_hook(lambda _m, _i, out: box.__setitem__("out", out))
+    try:
+        yield box
+    finally:
+        handle.remove()
+
+
+def downscale_label_ratio(label: torch.Tensor, scale: int, min_ratio: float, num_classes: int,
+                          ignore_index: int = 255) -> torch.Tensor:
+    """DAFormer's ``downscale_label_ratio`` (mmseg/utils/utils.py): N×H×W labels → N×(H/s)×(W/s), each cell
+    its majority class when that class covers at least ``min_ratio`` of it, else ``ignore_index``."""
+    if label.dim() == 4:
+        label = label[:, 0]
+    out = label.clone().long()
+    out[out == ignore_index] = num_classes
+    one_hot = F.one_hot(out, num_classes + 1).permute(0, 3, 1, 2).float()
+    pooled = F.avg_pool2d(one_hot, kernel_size=scale)
+    ratio, cells = pooled.max(dim=1)
+    cells[cells == num_classes] = ignore_index
+    cells[ratio < min_ratio] = ignore_index
+    return cells
