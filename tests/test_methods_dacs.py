@@ -349,3 +349,47 @@ def test_feature_distance_and_warmup_are_daformer_keys_off_by_default():
     # warm-up: iteration 1 of 4 runs at poly · (1 − (1 − 1/4)(1 − 1e-6)) of the rate
     poly = 2.5e-4 * (1 - 1 / 10) ** 0.9
     assert fd.optimizers["segmenter"].param_groups[0]["lr"] == pytest.approx(poly * (1 - 0.75 * (1 - 1e-6)))
+
+
+def test_rare_class_sampling_statistics_distribution_and_resumable_order(tmp_path):
+    from dada.methods.dacs import DACS, rare_class_statistics, rcs_distribution
+
+    class Labels:
+        def __init__(self):
+            g = torch.Generator().manual_seed(0)
+            self.labels = [torch.zeros(8, 8, dtype=torch.long) for _ in range(6)]
+            self.labels[2][:4] = 3  # class 3: rare, only in images 2 and 5
+            self.labels[5][:2] = 3
+            self.labels[4][0, 0] = 255
+            self.noise = torch.rand(6, generator=g)
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return {"label": self.labels[i]}
+
+    stats = rare_class_statistics(Labels(), 5, tmp_path / "rcs_stats.json")
+    assert stats["counts"][2] == [32, 0, 0, 32, 0] and stats["counts"][4][0] == 63  # 255 not counted
+    class Unreadable(Labels):  # the cache is reused: no label is read again
+        def __getitem__(self, i):
+            raise AssertionError("read again")
+
+    assert rare_class_statistics(Unreadable(), 5, tmp_path / "rcs_stats.json")["counts"] == stats["counts"]
+    probabilities, candidates = rcs_distribution(stats, 0.01, 10)
+    assert candidates[3] == [2, 5] and candidates[1] == []  # > 10 pixels of class 3: images 2 and 5
+    assert probabilities[1] == 0 and probabilities[3] > 0.99  # the rare class dominates at T = 0.01
+    # DAFormer's formula over the classes present (0 and 3)
+    counts = torch.tensor(stats["counts"], dtype=torch.float64).sum(0)
+    freq = counts[[0, 3]] / counts[[0, 3]].sum()
+    expected = torch.softmax((1 - freq) / 0.01, 0)
+    assert probabilities[[0, 3]] == pytest.approx(expected.numpy())
+
+    model, method = _build(DACS, rcs_temperature=0.01, rcs_min_pixels=10)
+    with pytest.raises(Exception, match="prepare"):
+        method.source_order()
+    method.prepare({"source": Labels()}, tmp_path)
+    order = method.source_order()
+    first, again = order(0), order(0)  # a function of the epoch alone: a resumed run draws the same
+    assert (first == again).all() and len(first) == 6 and set(first.tolist()) <= {0, 1, 2, 3, 4, 5}
+    assert (order(1) != first).any() and sum(i in (2, 5) for i in first.tolist()) >= 5

@@ -292,3 +292,11 @@ def test_benchmark_presets_read_the_built_in_benchmark(tmp_path):
     assert len(generated) == 4
     evaluations = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
     assert len(evaluations) == 1 and 0.0 <= evaluations[0]["miou"] <= 1.0
+
+
+def test_dacs_with_daformer_rare_class_sampling_trains_through_the_engine(data, tmp_path):
+    cfg = load_config("benchmark_dacs", overrides(data, "x", tmp_path, "train.max_iters=2",
+                                                   "method.rcs_temperature=0.01", "method.rcs_min_pixels=1",
+                                                   "method.warmup_iters=2"))
+    run = Trainer(cfg).fit()
+    assert (run / "rcs_stats.json").is_file() and (run / "checkpoints" / "final.pt").is_file()

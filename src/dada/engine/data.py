@@ -33,8 +33,9 @@ class ResumableSampler(Sampler[int]):
     ``batch_size`` items: positions p with ``(p // batch_size) % world_size == rank``."""
 
     def __init__(self, length: int, seed: int, domain: int, start: int = 0, *, rank: int = 0,
-                 world_size: int = 1, batch_size: int = 1):
+                 world_size: int = 1, batch_size: int = 1, order=None):
         self.length, self.seed, self.domain, self.start = int(length), int(seed), int(domain), int(start)
+        self._order = order  # a method's epoch → indices (rare-class sampling), else a permutation
         self.rank, self.world_size, self.batch_size = int(rank), int(world_size), int(batch_size)
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
@@ -43,6 +44,8 @@ class ResumableSampler(Sampler[int]):
                              f"({self.world_size} ranks × {self.batch_size})")
 
     def order(self, epoch: int) -> np.ndarray:
+        if self._order is not None:
+            return np.asarray(self._order(epoch))
         return np.random.default_rng([self.seed, self.domain, epoch]).permutation(self.length)
 
     def __iter__(self) -> Iterator[int]:
@@ -100,14 +103,15 @@ def loader_options(cfg: DictConfig, device: torch.device) -> dict:
 
 
 def infinite_loader(dataset: Dataset, cfg: DictConfig, part: str, start_item: int,
-                    device: torch.device, rank: int = 0, world_size: int = 1) -> Iterator[dict]:
+                    device: torch.device, rank: int = 0, world_size: int = 1, order=None) -> Iterator[dict]:
     """Endless batches of ``data.<part>.batch_size`` items for ``rank``, starting ``start_item`` items
-    (counted over all ranks) into the order."""
+    (counted over all ranks) into the order; ``order(epoch)`` (a method's, e.g. rare-class sampling)
+    replaces the seeded permutation of each epoch and must be a function of the epoch alone (resume)."""
     if len(dataset) == 0:
         raise DadaError(f"the {part} dataset is empty")
     batch_size = int(cfg.data[part].batch_size)
     sampler = ResumableSampler(len(dataset), cfg.seed, DOMAINS[part], start_item, rank=rank,
-                               world_size=world_size, batch_size=batch_size)
+                               world_size=world_size, batch_size=batch_size, order=order)
     # its own generator: creating the loader (again, on resume) draws nothing from the global RNG, so a
     # resumed run's random state is the uninterrupted run's
     generator = torch.Generator().manual_seed(int(cfg.seed) * 1000 + DOMAINS[part])

@@ -223,7 +223,7 @@ class Trainer:
                     datasets[part] = build_part(cfg, part)
             self.method.prepare(datasets, run_dir)
             sources = infinite_loader(datasets["source"], cfg, "source", self.consumed["source"], self.device,
-                                      rank, world)
+                                      rank, world, order=self.method.source_order())
             targets = iter(dict, None)  # endless empty batches for a method that does not use the target
             if self.method.needs_target:
                 targets = infinite_loader(datasets["target"], cfg, "target", self.consumed["target"],

@@ -94,6 +94,11 @@ class Method:
         are in ``last_outputs`` when the engine asked for them."""
         return {}
 
+    def source_order(self):
+        """None (the engine's seeded permutation of the source each epoch), or ``epoch → source indices``
+        (a function of the epoch alone, so that a resumed run draws the same items): rare-class sampling."""
+        return None
+
     def log_scalars(self) -> dict[str, float]:
         """Extra scalars of the last step for ``metrics.jsonl`` and TensorBoard (besides the losses)."""
         return {}

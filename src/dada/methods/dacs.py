@@ -17,10 +17,13 @@ One iteration (trainUDA.py L367-511), ``i`` the iteration:
 from __future__ import annotations
 
 import copy
+import json
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
@@ -28,6 +31,7 @@ from torch import nn
 
 from dada.data.classes import class_set
 from dada.errors import DadaError
+from dada.io import write_json
 from dada.methods import selftraining as st
 from dada.methods.base import Method, MethodSettings, forward_upsampled
 from dada.models import Segmenter
@@ -79,6 +83,11 @@ class DACS(Method):
         fd_classes: list[str] = field(default_factory=lambda: [
             "light", "sign", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"])
         fd_scale_min_ratio: float = 0.75
+        # rare-class sampling (mmseg/datasets/uda_dataset.py; dacs_a999_fdthings + rcs0.01: T = 0.01,
+        # min_pixels 3000 at DAFormer's source sizes): P(class c) = softmax((1 − f_c)/T) over the source's
+        # pixel frequencies f_c, then an image with ≥ rcs_min_pixels of c; null: off (DACS)
+        rcs_temperature: float | None = None
+        rcs_min_pixels: int = 3000
         # linear learning-rate warm-up (mmcv's 'linear' warmup as DAFormer's schedule: 1,500 iterations,
         # ratio 1e-6): lr_i = poly_i · (1 − (1 − i/warmup_iters)(1 − warmup_ratio)) for i < warmup_iters
         warmup_iters: int = 0
@@ -169,6 +178,33 @@ class DACS(Method):
             st.ema_update_(self.teacher, self.model, self.ema_steps, method.alpha)
         self.ema_steps += 1
         return detached
+
+    # ------------------------------------------------------------------- rare-class sampling (RCS)
+    def prepare(self, datasets: dict, run_dir) -> None:
+        """With ``rcs_temperature``: the source's per-image class pixel counts, read once and cached in
+        ``run_dir/rcs_stats.json`` (keyed by the dataset's size and the class count)."""
+        super().prepare(datasets, run_dir)
+        self.rcs = None
+        if self.cfg.method.rcs_temperature is None:
+            return
+        self.rcs = rare_class_statistics(datasets["source"], self.cfg.model.num_classes,
+                                         Path(run_dir) / "rcs_stats.json")
+
+    def source_order(self):
+        method = self.cfg.method
+        if method.rcs_temperature is None:
+            return None
+        if getattr(self, "rcs", None) is None:
+            raise DadaError("rare-class sampling has no source statistics: the engine calls prepare() first")
+        probabilities, candidates = rcs_distribution(self.rcs, method.rcs_temperature, method.rcs_min_pixels)
+        seed, length = int(self.cfg.seed), len(self.rcs["counts"])
+
+        def order(epoch: int) -> np.ndarray:  # a function of the epoch alone: a resumed run draws the same
+            rng = np.random.default_rng([seed, 7919, epoch])
+            classes = rng.choice(len(probabilities), size=length, p=probabilities)
+            return np.array([candidates[c][rng.integers(len(candidates[c]))] for c in classes])
+
+        return order
 
     def start_step(self, iteration: int) -> None:
         """Zero the gradients, poly learning rates, then DAFormer's linear warm-up when set."""
@@ -273,3 +309,38 @@ class DACS(Method):
         self.ema_steps = int(extra["ema_steps"])
         self.streams.load_state_dict(extra["streams"])
         self.pl_weight = float(extra["pl_weight"])
+
+
+def rare_class_statistics(dataset, num_classes: int, cache: Path) -> dict:
+    """``{"counts": [[pixels of class c in image i] ...], "num_classes"}`` of a labelled dataset, read once
+    (cached in ``cache`` as JSON for this dataset length and class count)."""
+    key = {"length": len(dataset), "num_classes": int(num_classes)}
+    if cache.is_file():
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return saved
+    counts = []
+    for index in range(len(dataset)):
+        label = torch.as_tensor(dataset[index]["label"]).reshape(-1).long()
+        label = label[(label >= 0) & (label < num_classes)]
+        counts.append(torch.bincount(label, minlength=num_classes).tolist())
+    stats = {"key": key, "counts": counts, "num_classes": int(num_classes)}
+    write_json(cache, stats)
+    return stats
+
+
+def rcs_distribution(stats: dict, temperature: float, min_pixels: int) -> tuple[np.ndarray, list[list[int]]]:
+    """DAFormer's RCS (``get_rcs_class_probs``): class frequencies f_c over the source pixels,
+    P(c) = softmax((1 − f_c)/T), and per class the images holding more than ``min_pixels`` of it. A class
+    that no image holds enough of is left out (DAFormer would fail drawing from its empty list)."""
+    counts = np.asarray(stats["counts"], dtype=np.float64)
+    freq = counts.sum(axis=0) / max(counts.sum(), 1.0)
+    candidates = [np.flatnonzero(counts[:, c] > min_pixels).tolist() for c in range(counts.shape[1])]  # ">" as DAFormer
+    usable = np.array([len(c) > 0 for c in candidates])
+    if not usable.any():
+        raise DadaError(f"rare-class sampling: no source image holds method.rcs_min_pixels={min_pixels} pixels "
+                        f"of any class; lower it (DAFormer's 3000 is for 1280×760 images)")
+    logits = np.where(usable, (1.0 - freq) / temperature, -np.inf)
+    probabilities = np.exp(logits - logits[usable].max())
+    probabilities /= probabilities.sum()
+    return probabilities, candidates
