@@ -9,6 +9,9 @@ Scenarios (each on a tiny built-in benchmark, ``model.arch=tiny``):
   then resumed by rerunning the same command and its ``final.pt`` compared bit for bit (every tensor and
   value but the config's run name and the log's timings) and its logged losses with an uninterrupted
   run. The moment is classified from the run folder as the kill left it.
+* ``step-kills``: ``--step-kills`` (default 20) SIGKILLs inside training steps (a random fraction of one
+  step after a random iteration's log record, away from checkpoint writes), DADA and DACS (with its EMA
+  teacher) in turn; each resumed run bit-identical to an uninterrupted run of its preset.
 * ``sigterm``: SIGTERM mid-run: exit 143, a checkpoint at the current iteration, "stopped by SIGTERM",
   bit-identical after resuming.
 * ``truncated`` / ``bitflip`` / ``empty``: the newest ``iter_*.pt`` of a killed run damaged; the resume
@@ -55,12 +58,13 @@ def env() -> dict:
             "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def train_command(bench: Path, root: Path, name: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "dada.cli", "train", "benchmark_dada",
+def train_command(bench: Path, root: Path, name: str, *extra: str, preset: str = "benchmark_dada") -> list[str]:
+    ndf = ["method.ndf=8"] if preset.endswith(("dada", "advent")) else []
+    return [sys.executable, "-m", "dada.cli", "train", preset,
             f"data.source.root={bench}/source", f"data.target.root={bench}/target",
             f"data.val.root={bench}/target", f"train.max_iters={MAX_ITERS}", "train.checkpoint_every=2",
             "train.keep_last=3", "train.log_every=1", "train.image_every=0", "train.progress=false",
-            "train.deterministic=true", "data.num_workers=0", "model.arch=tiny", "method.ndf=8",
+            "train.deterministic=true", "data.num_workers=0", "model.arch=tiny", *ndf,
             f"eval.every={EVAL_EVERY}", "eval.max_images=4", f"output.root={root}", f"output.name={name}",
             "seed=7", *extra]
 
@@ -165,6 +169,50 @@ def scenario_sigkill(bench: Path, work: Path, kills: int, reference: tuple, ref_
                      "stderr": resumed.stderr[-300:] if not ok else ""})
         print(f"  kill {k:2d} ({strategy}): killed during {moment}; resumed "
               f"{'bit-identical' if ok else 'DIFFERENT: ' + resumed.stderr[-200:]}", flush=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return rows
+
+
+def scenario_step_kills(bench: Path, work: Path, kills: int, rng, presets=("benchmark_dada", "benchmark_dacs")
+                        ) -> list:
+    """SIGKILL inside training steps: after iteration i's log record (i drawn at random) and a random
+    fraction of one step's measured time, so the kill lands inside step i + 1, away from checkpoint
+    writes, evaluations and the final selection; in turn on DADA and on DACS (its EMA teacher, its EMA
+    step and mixing streams must come back too). Each resumed run's ``final.pt`` and logged losses are
+    compared with an uninterrupted run of the same preset."""
+    references, step_seconds = {}, {}
+    for preset in presets:
+        name = f"reference-{preset}"
+        t0 = time.monotonic()
+        done = run(train_command(bench, work, name, "eval.every=0", preset=preset))
+        if done.returncode != 0:
+            raise SystemExit(f"{preset}: the reference run failed: {done.stderr[-500:]}")
+        references[preset] = fingerprint(work / name)
+        records = [json.loads(x) for x in (work / name / "metrics.jsonl").read_text().splitlines()]
+        step_seconds[preset] = sorted(r["seconds_per_iter"] for r in records if r.get("kind") == "train")[
+            MAX_ITERS // 2]
+        print(f"reference {preset}: {time.monotonic() - t0:.1f} s, {step_seconds[preset]:.3f} s/step", flush=True)
+    rows = []
+    for k in range(kills):
+        preset = presets[k % len(presets)]
+        name = f"step{k:02d}"
+        run_dir = work / name
+        command = train_command(bench, work, name, "eval.every=0", preset=preset)
+        target = rng.choice([i for i in range(MAX_ITERS - 1) if (i + 1) % 2])  # the next step writes no checkpoint
+
+        def condition(t, target=target, metrics=run_dir / "metrics.jsonl"):
+            return metrics.exists() and f'"iteration": {target}, "loss"' in metrics.read_text()
+        delay = rng.uniform(0.05, 0.6) * step_seconds[preset]  # well before the step ends
+        started = time.monotonic()
+        outcome, _ = kill_when(command, condition, delay)
+        moment = phase(run_dir) if outcome == "killed" else "(finished before the kill)"
+        resumed = run(command)
+        ok = resumed.returncode == 0 and fingerprint(run_dir) == references[preset]
+        rows.append({"scenario": "sigkill", "strategy": f"inside a step ({preset})", "moment": moment, "ok": ok,
+                     "resume_rc": resumed.returncode, "seconds": round(time.monotonic() - started, 1),
+                     "stderr": resumed.stderr[-300:] if not ok else ""})
+        print(f"  step kill {k:2d} ({preset}, after iteration {target} + {delay:.3f} s): killed during "
+              f"{moment}; resumed {'bit-identical' if ok else 'DIFFERENT: ' + resumed.stderr[-200:]}", flush=True)
         shutil.rmtree(run_dir, ignore_errors=True)
     return rows
 
@@ -311,10 +359,12 @@ def scenario_fuzz(work: Path, cases: int) -> list:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=24)
+    parser.add_argument("--step-kills", type=int, default=20,
+                        help="kills inside training steps, DADA and DACS in turn (scenario step-kills)")
     parser.add_argument("--fuzz", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", help="comma-separated scenarios: sigkill, sigterm, damage, disk-full, "
-                        "concurrent, fuzz")
+    parser.add_argument("--only", help="comma-separated scenarios: sigkill, step-kills, sigterm, damage, "
+                        "disk-full, concurrent, fuzz")
     parser.add_argument("--work", help="working folder (default a temporary one, removed at the end)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES[:4]),
                         help=f"kill moments, in turn (default: the first four of {', '.join(STRATEGIES)})")
@@ -329,7 +379,7 @@ def main() -> int:
     rows: list[dict] = []
     started = time.monotonic()
     try:
-        if any(wanted(n) for n in ("sigkill", "sigterm", "damage", "disk-full", "concurrent")):
+        if any(wanted(n) for n in ("sigkill", "step-kills", "sigterm", "damage", "disk-full", "concurrent")):
             bench = work / "B"
             if not bench.exists():
                 subprocess.run([sys.executable, "-m", "dada.cli", "make-benchmark", str(bench),
@@ -347,6 +397,8 @@ def main() -> int:
             if wanted("sigkill"):
                 rows += scenario_sigkill(bench, work, args.kills, reference, ref_seconds, rng,
                                          args.strategies.split(","))
+            if wanted("step-kills"):
+                rows += scenario_step_kills(bench, work, args.step_kills, rng)
             if wanted("sigterm"):
                 rows += scenario_sigterm(bench, work, reference)
             if wanted("damage"):
