@@ -7,7 +7,7 @@ relative difference of the gradients, the updates and the discriminator — in f
 real difference of the step) and in float32 (the paper's precision) — plus the conditioning probe that
 explains float32's drift: how much a 1e-7 relative random change of the weights moves each gradient.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/official_loop.py --iters 5 --out official_loop.json
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/official_loop.py --iters 5
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--arch", default="resnet101")
-    parser.add_argument("--out", default="official_loop.json")
+    parser.add_argument("--out", default="benchmarks/results/official_loop.json")
     args = parser.parse_args()
     results = {"arch": args.arch, "iters": args.iters, "torch": torch.__version__, "runs": []}
     print(f"{'method':7} {'dtype':8} {'it':>2} {'grad':>9} {'update':>9} {'D':>9}  worst gradient at")
@@ -97,6 +97,7 @@ def main() -> None:
                 print(f"{method:7} float32 conditioning after {args.iters} iterations: a 1e-7 weight change "
                       f"moves the gradients by up to {probe['max']:.1e} ({probe['at']})", flush=True)
             results["runs"].append({"method": method, "dtype": str(dtype), "rows": rows, "conditioning": probe})
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")
 
