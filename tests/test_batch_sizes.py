@@ -51,3 +51,19 @@ def test_an_empty_home_is_an_error_not_a_cache_at_the_root(monkeypatch):
         default_cache_dir()
     monkeypatch.setenv("DADA_CACHE", "/tmp/somewhere")
     assert str(default_cache_dir()) == "/tmp/somewhere"
+
+
+def test_launcher_tracebacks_after_a_clear_error_are_dropped():
+    """dada train --nproc: the rank's clear line passes, the other ranks' and torchrun's tracebacks not."""
+    import io
+
+    from dada.engine.distributed import filter_launcher_errors
+
+    lines = ["W1203 setting OMP_NUM_THREADS\\n", "dada train: error: data.source: image a.png is empty\\n",
+             "Traceback (most recent call last):\\n", '  File "x.py", line 1\\n',
+             "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\\n", "=" * 40 + "\\n",
+             "dada train: error: data.source: image a.png is empty\\n", "[rank1]: Traceback ...\\n"]
+    out = io.StringIO()
+    errors = filter_launcher_errors(lines, out)
+    assert out.getvalue() == lines[0] + lines[1] and errors == [lines[1]]
+    assert filter_launcher_errors(["all fine\\n"], io.StringIO()) == []

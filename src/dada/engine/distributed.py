@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -262,4 +263,28 @@ def launch(nproc: int, dada_args: list[str]) -> int:
                "-m", "dada", *dada_args]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too, without its warning
-    return subprocess.call(command, env=env)
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
+    errors = filter_launcher_errors(process.stderr, sys.stderr)
+    code = process.wait()
+    return 2 if errors and code != 0 else code
+
+
+#: a rank's clear error line (``dada.cli``: ``dada <command>: error: ...``)
+_ERROR_LINE = re.compile(r"^dada [\w-]+: error: ")
+
+
+def filter_launcher_errors(lines, out) -> list[str]:
+    """Copy the processes' stderr to ``out`` until a rank reports a clear error (``dada <cmd>: error:``);
+    from then on only further distinct error lines pass: the other ranks' and the launcher's tracebacks
+    (torch.distributed.elastic's ChildFailedError report) that follow add nothing. Returns the errors."""
+    errors: list[str] = []
+    for line in lines:
+        if _ERROR_LINE.match(line):
+            if line not in errors:
+                errors.append(line)
+                out.write(line)
+                out.flush()
+        elif not errors:
+            out.write(line)
+            out.flush()
+    return errors
