@@ -12,10 +12,10 @@ import torch
 from dada.cli import main
 from dada.data.classes import CLASSES_16
 from dada.data.transforms import preprocess_image
+from dada.deploy import export as export_module
 from dada.deploy.export import OnnxSegmenter, export_onnx, preprocess_with_metadata, read_metadata
 from dada.deploy.predict import predict_checkpoint
 from dada.errors import DadaError
-from dada.deploy import export as export_module
 from dada.models import build_segmenter
 from dada.models.backbones import BACKBONES
 

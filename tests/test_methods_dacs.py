@@ -29,7 +29,7 @@ FIXTURE = _fixture()
 # ----------------------------------------------------------- the official code (DACS), verbatim
 def official_update_ema_variables(ema_model, model, alpha_teacher, iteration):  # trainUDA.py L111-122
     alpha_teacher = min(1 - 1 / (iteration + 1), alpha_teacher)
-    for ema_param, param in zip(ema_model.parameters(), model.parameters()):
+    for ema_param, param in zip(ema_model.parameters(), model.parameters(), strict=True):
         ema_param.data[:] = alpha_teacher * ema_param[:].data[:] + (1 - alpha_teacher) * param[:].data[:]
     return ema_model
 
