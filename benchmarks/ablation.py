@@ -360,7 +360,8 @@ def main(argv=None) -> int:
     sets = {s.strip() for s in args.sets.split(",") if s.strip()}
     unknown = sets - {"core", "table1", "table4", "selftraining"}
     if unknown:
-        raise SystemExit(f"--sets: unknown {sorted(unknown)}; choose among core, table1, table4, selftraining")
+        raise SystemExit(f"--sets: unknown {sorted(unknown)}; "
+                         f"choose among core, table1, table4, selftraining")
     fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
     candidates = [s for s in (*CORE, *TABLE1, *SELFTRAINING, *fraction_setups(fractions)) if s.group in sets]
     if args.only:

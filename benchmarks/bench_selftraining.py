@@ -32,11 +32,13 @@ def measure(setting: str, method: str, iters: int, warmup: int, device: str) -> 
     if method == "none":  # the interpreter + torch + a built model: the floor under every other row
         cfg = load_config(f"{setting}_source_only", ["model.pretrained=null"])
         build_segmenter(**{k: cfg.model[k] for k in ("arch", "num_classes")})
-        return {"method": method, "s_per_iter": None, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        return {"method": method, "s_per_iter": None,
+                "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     cfg = load_config(f"{setting}_{method}", ["model.pretrained=null", f"train.device={device}"])
     torch.manual_seed(0)
     dev = torch.device(device)
-    model = build_segmenter(arch=cfg.model.arch, num_classes=cfg.model.num_classes, depth_head=cfg.model.depth_head,
+    model = build_segmenter(arch=cfg.model.arch, num_classes=cfg.model.num_classes,
+                            depth_head=cfg.model.depth_head,
                             feature_fusion=cfg.model.feature_fusion, bn_mode=cfg.model.bn_mode,
                             output_stride=cfg.model.output_stride).to(dev).train()
     trainer_method = CLASSES[cfg.method.name](cfg, model, dev)
@@ -69,7 +71,8 @@ def measure(setting: str, method: str, iters: int, warmup: int, device: str) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setting", default="benchmark_lite0")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--iters", type=int, default=5)
@@ -84,7 +87,8 @@ def main() -> None:
     rows = []
     for method in args.methods:
         child = subprocess.run([sys.executable, __file__, "--one", method, "--setting", args.setting,
-                                "--iters", str(args.iters), "--warmup", str(args.warmup), "--device", args.device],
+                                "--iters", str(args.iters), "--warmup", str(args.warmup),
+                                "--device", args.device],
                                capture_output=True, text=True, check=True)
         rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
     reference = next((r["s_per_iter"] for r in rows if r["method"] == "dada"), None)

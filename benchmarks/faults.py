@@ -58,7 +58,8 @@ def env() -> dict:
             "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def train_command(bench: Path, root: Path, name: str, *extra: str, preset: str = "benchmark_dada") -> list[str]:
+def train_command(bench: Path, root: Path, name: str, *extra: str,
+                  preset: str = "benchmark_dada") -> list[str]:
     ndf = ["method.ndf=8"] if preset.endswith(("dada", "advent")) else []
     return [sys.executable, "-m", "dada.cli", "train", preset,
             f"data.source.root={bench}/source", f"data.target.root={bench}/target",
@@ -191,14 +192,16 @@ def scenario_step_kills(bench: Path, work: Path, kills: int, rng, presets=("benc
         records = [json.loads(x) for x in (work / name / "metrics.jsonl").read_text().splitlines()]
         step_seconds[preset] = sorted(r["seconds_per_iter"] for r in records if r.get("kind") == "train")[
             MAX_ITERS // 2]
-        print(f"reference {preset}: {time.monotonic() - t0:.1f} s, {step_seconds[preset]:.3f} s/step", flush=True)
+        print(f"reference {preset}: {time.monotonic() - t0:.1f} s, {step_seconds[preset]:.3f} s/step",
+              flush=True)
     rows = []
     for k in range(kills):
         preset = presets[k % len(presets)]
         name = f"step{k:02d}"
         run_dir = work / name
         command = train_command(bench, work, name, "eval.every=0", preset=preset)
-        target = rng.choice([i for i in range(MAX_ITERS - 1) if (i + 1) % 2])  # the next step writes no checkpoint
+        # the next step writes no checkpoint
+        target = rng.choice([i for i in range(MAX_ITERS - 1) if (i + 1) % 2])
 
         def condition(t, target=target, metrics=run_dir / "metrics.jsonl"):
             return metrics.exists() and f'"iteration": {target}, "loss"' in metrics.read_text()
@@ -208,11 +211,13 @@ def scenario_step_kills(bench: Path, work: Path, kills: int, rng, presets=("benc
         moment = phase(run_dir) if outcome == "killed" else "(finished before the kill)"
         resumed = run(command)
         ok = resumed.returncode == 0 and fingerprint(run_dir) == references[preset]
-        rows.append({"scenario": "sigkill", "strategy": f"inside a step ({preset})", "moment": moment, "ok": ok,
+        rows.append({"scenario": "sigkill", "strategy": f"inside a step ({preset})", "moment": moment,
+                     "ok": ok,
                      "resume_rc": resumed.returncode, "seconds": round(time.monotonic() - started, 1),
                      "stderr": resumed.stderr[-300:] if not ok else ""})
         print(f"  step kill {k:2d} ({preset}, after iteration {target} + {delay:.3f} s): killed during "
-              f"{moment}; resumed {'bit-identical' if ok else 'DIFFERENT: ' + resumed.stderr[-200:]}", flush=True)
+              f"{moment}; resumed {'bit-identical' if ok else 'DIFFERENT: ' + resumed.stderr[-200:]}",
+              flush=True)
         shutil.rmtree(run_dir, ignore_errors=True)
     return rows
 

@@ -77,7 +77,8 @@ def conditioning(trainer: Trainer, source: dict, scale: float = 1e-7) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--arch", default="resnet101")
     parser.add_argument("--out", default="benchmarks/results/official_loop.json")
@@ -96,7 +97,8 @@ def main() -> None:
             if probe:
                 print(f"{method:7} float32 conditioning after {args.iters} iterations: a 1e-7 weight change "
                       f"moves the gradients by up to {probe['max']:.1e} ({probe['at']})", flush=True)
-            results["runs"].append({"method": method, "dtype": str(dtype), "rows": rows, "conditioning": probe})
+            results["runs"].append({"method": method, "dtype": str(dtype), "rows": rows,
+                                    "conditioning": probe})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")

@@ -257,8 +257,10 @@ def compare_with_official(trainer, official, batches, log=None) -> list[dict]:
             grads = {n: rel(captured[n], g) for n, g in official.grads.items()}
             theirs = dict(official.model.named_parameters())
             updates = {n: rel(p.detach() - before_ours[n], theirs[n].detach() - before_official[n])
-                       for n, p in names if p.requires_grad and not torch.equal(theirs[n], before_official[n])}
-            d = max(rel(a, b) for a, b in zip(trainer.discriminator.parameters(), official.d_main.parameters(),
+                       for n, p in names
+                       if p.requires_grad and not torch.equal(theirs[n], before_official[n])}
+            d = max(rel(a, b) for a, b in zip(trainer.discriminator.parameters(),
+                                               official.d_main.parameters(),
                                                strict=True))
             row = {"iteration": i, "grad": max(grads.values()), "grad_at": max(grads, key=grads.get),
                    "update": max(updates.values()), "update_at": max(updates, key=updates.get),

@@ -37,7 +37,8 @@ def test_items_of_one_size_still_batch():
         def __getitem__(self, index):
             return {"image": torch.full((3, 4, 4), float(index)), "name": f"f{index}.png"}
 
-    cfg = load_config("benchmark_dada", ["data.num_workers=0", "data.source.batch_size=2", "train.device=cpu"])
+    cfg = load_config("benchmark_dada",
+                      ["data.num_workers=0", "data.source.batch_size=2", "train.device=cpu"])
     batch = next(infinite_loader(Same(), cfg, "source", 0, torch.device("cpu")))
     assert batch["image"].shape == (2, 3, 4, 4) and len(batch["name"]) == 2
 

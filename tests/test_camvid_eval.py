@@ -25,7 +25,8 @@ HW = (36, 48)  # CamVid's 4:3, small
 
 def tiny(tmp: Path, camvid: Path, preset: str, *more: str):
     return load_config(preset, [
-        "data.benchmark.num_source=12", "data.benchmark.num_target_train=2", "data.benchmark.num_target_val=1",
+        "data.benchmark.num_source=12", "data.benchmark.num_target_train=2",
+        "data.benchmark.num_target_val=1",
         "data.benchmark.size=[32,64]", f"data.benchmark.cache_dir={tmp / 'cache'}",
         "model.arch=tiny", "model.pretrained=none", "data.source.batch_size=2", "data.target.batch_size=2",
         "model.output_stride=8", "data.target.size=[48,64]", "data.target.augment.crop=[32,64]",

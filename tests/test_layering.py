@@ -25,7 +25,8 @@ def import_graph() -> dict[str, set[str]]:
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:  # relative import
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                    + [base]).strip(".")
                 for alias in node.names:
                     full = f"{base}.{alias.name}"
                     edges.add(full if full in modules else base)

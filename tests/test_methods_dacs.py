@@ -66,7 +66,8 @@ def test_ema_update_matches_the_official_update_bit_for_bit():
         official_update_ema_variables(reference, student, 0.99, iteration)
         a = st.ema_update_(teacher, student, iteration, 0.99)
         assert a == min(1 - 1 / (iteration + 1), 0.99)
-        assert all(torch.equal(x, y) for x, y in zip(teacher.parameters(), reference.parameters(), strict=True))
+        assert all(torch.equal(x, y)
+                   for x, y in zip(teacher.parameters(), reference.parameters(), strict=True))
     assert st.ema_alpha(0, 0.99) == 0.0  # after step 0 the teacher IS the student
     assert st.ema_alpha(10_000, 0.999) == 0.999
 
@@ -93,7 +94,8 @@ def test_pseudo_label_weight_is_one_scalar_for_the_batch_as_the_code_computes_it
     assert torch.equal(labels, official_targets) and torch.equal(max_probs, official_probs)
     assert weight == official and 0 < weight < 1
     w = st.pseudo_weight_map(weight, tuple(labels.shape), labels.device, ignore_top=2, ignore_bottom=1)
-    assert torch.equal(w[:, 2:-1], torch.full((2, 3, 7), weight)) and w[:, :2].eq(0).all() and w[:, -1].eq(0).all()
+    assert (torch.equal(w[:, 2:-1], torch.full((2, 3, 7), weight)) and w[:, :2].eq(0).all()
+            and w[:, -1].eq(0).all())
 
 
 def test_class_mix_matches_the_official_mask_mix_and_weights():
@@ -101,7 +103,8 @@ def test_class_mix_matches_the_official_mask_mix_and_weights():
     label = torch.tensor([[0, 0, 3, 3], [255, 7, 7, 3], [0, 9, 9, 255]])
     classes = torch.unique(label)  # 0, 3, 7, 9, 255: DACS keeps 255 among the candidates
     chosen = st.choose_classes(classes, torch.Generator().manual_seed(0))
-    assert len(chosen) == 3 and len(set(chosen.tolist())) == 3 and set(chosen.tolist()) <= set(classes.tolist())
+    assert (len(chosen) == 3 and len(set(chosen.tolist())) == 3
+            and set(chosen.tolist()) <= set(classes.tolist()))
     mask = st.class_mix_masks(label[None], generator)[0]
     assert torch.equal(mask, st.class_mask(label, chosen))
     assert torch.equal(mask.long(), official_generate_class_mask(label, chosen))
@@ -128,15 +131,18 @@ def test_pixel_weighted_ce_is_the_official_loss():
     logits, target = torch.randn(2, 4, 5, 6), torch.randint(0, 4, (2, 5, 6))
     target[0, 0, :3] = 255
     weight = torch.rand(2, 5, 6)
-    assert torch.equal(weighted_ce(logits, target, weight), official_pixel_weighted_ce(logits, target, weight))
+    assert torch.equal(weighted_ce(logits, target, weight),
+                       official_pixel_weighted_ce(logits, target, weight))
 
 
 def test_color_jitter_matches_kornia_058():
     for case in FIXTURE["jitter"]:
         p = case["params"]
-        params = st.JitterParams(p["brightness_factor"][0], p["contrast_factor"][0], p["saturation_factor"][0],
+        params = st.JitterParams(p["brightness_factor"][0], p["contrast_factor"][0],
+                                 p["saturation_factor"][0],
                                  p["hue_factor"][0], tuple(p["order"]))
-        torch.testing.assert_close(st.color_jitter(FIXTURE["image"], params), case["output"], atol=2e-6, rtol=0)
+        torch.testing.assert_close(st.color_jitter(FIXTURE["image"], params), case["output"],
+                                   atol=2e-6, rtol=0)
 
 
 def test_color_jitter_draws_in_kornia_ranges():
@@ -186,7 +192,8 @@ def _method_cfg(method_cls, depth=False, **settings):
     from dada.config import load_config
 
     base = OmegaConf.to_container(load_config("benchmark_source_only"), resolve=True)
-    cfg = OmegaConf.create({**base, "method": OmegaConf.to_container(OmegaConf.structured(method_cls.Settings))})
+    cfg = OmegaConf.create(
+        {**base, "method": OmegaConf.to_container(OmegaConf.structured(method_cls.Settings))})
     cfg.method.update(settings)
     cfg.train.max_iters = 10
     cfg.data.preprocess = "caffe"
@@ -268,7 +275,8 @@ def test_dacs_mixing_needs_matching_batches():
         method.train_step(source, {"image": target["image"][:, :, :8]}, 0)
 
 
-@pytest.mark.parametrize("settings", [{}, {"ema_after_step": False, "batch_classes": True, "pl_ignore_top": 2}])
+@pytest.mark.parametrize("settings", [{}, {"ema_after_step": False, "batch_classes": True,
+                                           "pl_ignore_top": 2}])
 def test_dacs_resumes_bit_identically_from_its_state(settings, tmp_path):
     """N iterations straight vs N/2, a checkpoint through torch.save, a fresh process's objects, N/2."""
     from dada.engine.checkpoint import rng_state, set_rng_state
@@ -280,7 +288,8 @@ def test_dacs_resumes_bit_identically_from_its_state(settings, tmp_path):
 
     model, method = _build(DACS, **settings)
     first = _train(model, method, 0, 3)
-    torch.save({"model": model.state_dict(), "method": method.state_dict(), "rng": rng_state()}, tmp_path / "c.pt")
+    torch.save({"model": model.state_dict(), "method": method.state_dict(), "rng": rng_state()},
+               tmp_path / "c.pt")
     torch.manual_seed(123)  # the resumed process starts elsewhere
     saved = torch.load(tmp_path / "c.pt", weights_only=True)
     model, method = _build(DACS, saved, **settings)

@@ -92,12 +92,15 @@ def test_dast_resumes_bit_identically(tmp_path):
     reference = method.state_dict()
     model, method = _build(DepthAwareSelfTraining, _depth=True)
     _train(model, method, 0, 2)
-    torch.save({"model": model.state_dict(), "method": method.state_dict(), "rng": rng_state()}, tmp_path / "c.pt")
+    torch.save({"model": model.state_dict(), "method": method.state_dict(), "rng": rng_state()},
+               tmp_path / "c.pt")
     saved = torch.load(tmp_path / "c.pt", weights_only=True)
     model, method = _build(DepthAwareSelfTraining, saved, _depth=True)
     set_rng_state(saved["rng"])
     second = _train(model, method, 2, 4)
-    assert [float(v) for x in second for v in x.values()] == [float(v) for x in straight[2:] for v in x.values()]
+    assert ([float(v) for x in second for v in x.values()]
+            == [float(v) for x in straight[2:] for v in x.values()])
     resumed = method.state_dict()
     assert all(torch.equal(v, resumed["extra_modules"][k]) for k, v in reference["extra_modules"].items())
-    assert torch.equal(reference["self_training"]["streams"]["margin"], resumed["self_training"]["streams"]["margin"])
+    assert torch.equal(reference["self_training"]["streams"]["margin"],
+                       resumed["self_training"]["streams"]["margin"])

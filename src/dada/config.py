@@ -269,7 +269,8 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | tuple[st
     except OmegaConfBaseException as error:
         raise DadaError(f"bad override in {dotlist}: {error}") from None
     cfg = _merge(cfg, override_cfg, "overrides")
-    method_parts.append((OmegaConf.to_container(override_cfg, resolve=False).get("method"), "overrides", False))
+    method_parts.append(
+        (OmegaConf.to_container(override_cfg, resolve=False).get("method"), "overrides", False))
     cfg.method = _typed_method(cfg, method_parts)
     validate(cfg)
     return cfg
@@ -300,7 +301,8 @@ def _typed_method(cfg: DictConfig, parts: list[tuple[Any, str, bool]]) -> DictCo
         elsewhere = {k for k in set(part) - fields
                      if any(k in OmegaConf.structured(m.Settings) for m in set(METHODS.values()))}
         if elsewhere:
-            warnings.warn(f"{origin}: {', '.join('method.' + k for k in sorted(elsewhere))} does not apply to "
+            warnings.warn(f"{origin}: {', '.join('method.' + k for k in sorted(elsewhere))} "
+                          f"does not apply to "
                           f"method {name!r} (a key of other methods): ignored", UserWarning, stacklevel=3)
             part = {k: v for k, v in part.items() if k not in elsewhere}
         unknown = sorted(set(part) - fields)

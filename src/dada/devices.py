@@ -49,7 +49,8 @@ def native_precision(device: str | torch.device, precision: str) -> tuple[bool |
         major, minor = torch.cuda.get_device_capability(device)
         needed = (8, 0) if precision == "bf16" else (7, 0)  # bf16 tensor cores: Ampere; fp16: Volta
         return (major, minor) >= needed, (f"{torch.cuda.get_device_name(device)}, compute capability "
-                                          f"{major}.{minor} (native {precision} from {needed[0]}.{needed[1]})")
+                                          f"{major}.{minor} (native {precision} "
+                                          f"from {needed[0]}.{needed[1]})")
     if device.type == "cpu":
         flags = cpu_flags()
         if not flags:
@@ -67,7 +68,8 @@ def check_precision(device: str | torch.device, precision: str, setting: str = "
 
     native, basis = native_precision(device, precision)
     if native is False:
-        print(f"WARNING: {setting}={precision} but this device has no native {precision} arithmetic ({basis}): "
+        print(f"WARNING: {setting}={precision} but this device has no native {precision} arithmetic "
+              f"({basis}): "
               f"PyTorch emulates it, which can make each step many times slower than fp32 (25x reported for "
               f"bf16 on an AVX2-only CPU). Use {setting}=fp32 here unless you have measured otherwise.",
               file=sys.stderr, flush=True)

@@ -253,7 +253,8 @@ def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
     return tmp
 
 
-def check_replaceable(target: str | os.PathLike, option: str, *, keep: tuple[str | os.PathLike, ...] = ()) -> Path:
+def check_replaceable(target: str | os.PathLike, option: str, *,
+                      keep: tuple[str | os.PathLike, ...] = ()) -> Path:
     """Refuse to replace or delete ``target`` (for ``option``, e.g. ``--overwrite``) when it is the working
     folder, one of its parents, the home folder, the file-system root, or a parent of (or the same as) any
     path in ``keep`` (the command's own inputs). Returns ``target`` resolved."""
@@ -265,7 +266,8 @@ def check_replaceable(target: str | os.PathLike, option: str, *, keep: tuple[str
     cwd = Path.cwd().resolve()
     home = Path(os.path.expanduser("~")).resolve() if os.environ.get("HOME", "x") else None
     if resolved == cwd or resolved in cwd.parents:
-        raise DadaError(f"{option}: refusing to replace {display(target)}: it is the working folder or one of "
+        raise DadaError(f"{option}: refusing to replace {display(target)}: "
+                        f"it is the working folder or one of "
                         f"its parents; give a sub-folder as the output")
     if resolved == Path(resolved.anchor) or (home is not None and resolved == home):
         raise DadaError(f"{option}: refusing to replace {display(target)} (the file-system root or the home "

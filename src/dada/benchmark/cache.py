@@ -48,7 +48,8 @@ def default_cache_dir() -> Path:
         return Path(env)
     home = os.environ.get("HOME", None)
     if home is not None and not os.path.isabs(home):
-        raise DadaError(f"HOME is {home!r}, so the benchmark cache has no home folder: set DADA_CACHE=/some/dir "
+        raise DadaError(f"HOME is {home!r}, so the benchmark cache has no home folder: "
+                        f"set DADA_CACHE=/some/dir "
                         f"(or data.benchmark.cache_dir=/some/dir)")
     return Path.home() / ".cache" / "dada-seg"
 

@@ -119,7 +119,8 @@ def _check_headers(files: SplitFiles, report: Report) -> int:
                                f"their image: {shown(mismatched)}")
     if len(sizes) > 1:  # batches need one size: training stacks items
         common = max(sizes, key=lambda s: len(sizes[s]))
-        others = [f"{name} ({h}×{w})" for (h, w), names in sizes.items() if (h, w) != common for name in names]
+        others = [f"{name} ({h}×{w})" for (h, w), names in sizes.items() if (h, w) != common
+                  for name in names]
         report.warnings.append(f"{files.split}: the images differ in size ({len(sizes)} sizes; most are "
                                f"{common[1]}×{common[0]} (W×H), not: {shown(others)}): training in batches "
                                f"needs data.<part>.size (resize) or data.<part>.augment.crop")

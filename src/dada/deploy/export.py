@@ -329,7 +329,8 @@ def require_deploy() -> None:
     """``dada export`` and the onnxruntime backend need the ``deploy`` extra: say which, not a traceback."""
     import importlib.util
 
-    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime")
+               if importlib.util.find_spec(name) is None]
     if missing:
         raise DadaError(f"ONNX export and inference need {', '.join(missing)}, which are not installed: "
                         f"pip install 'dada-seg[deploy]'")
@@ -387,8 +388,9 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, class_
         proto = onnx.load(str(raw))
     written_opset = int(proto.opset_import[0].version)
     if opset is not None and written_opset != int(opset):
-        raise DadaError(f"--opset {opset}: the exporter wrote opset {written_opset} instead (it cannot target "
-                        f"opset {opset} for this model); nothing written. Use --opset {written_opset} or omit it")
+        raise DadaError(f"--opset {opset}: the exporter wrote opset {written_opset} instead "
+                        f"(it cannot target opset {opset} for this model); nothing written. "
+                        f"Use --opset {written_opset} or omit it")
     summary = None if parity is None else {k: v for k, v in parity.items() if k != "checks"} | {
         "shapes": [c["shape"] for c in parity["checks"]]}
     metadata = onnx_metadata({**info, "snapshot": snapshot}, settings, names, summary)

@@ -203,7 +203,8 @@ def predict_video(model: torch.nn.Module, path: Path, out_file: Path, *, num_cla
     if progress:
         from dada.io import progress_bar
 
-        bar = progress_bar(total=total if total > 0 else None, desc=path.name, unit="frame", dynamic_ncols=True)
+        bar = progress_bar(total=total if total > 0 else None, desc=path.name, unit="frame",
+                           dynamic_ncols=True)
     frames: list[tuple[np.ndarray, torch.Tensor, tuple[int, int] | None]] = []
     undecodable: list[int] = []
     written = 0

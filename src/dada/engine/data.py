@@ -116,7 +116,8 @@ def infinite_loader(dataset: Dataset, cfg: DictConfig, part: str, start_item: in
     # resumed run's random state is the uninterrupted run's
     generator = torch.Generator().manual_seed(int(cfg.seed) * 1000 + DOMAINS[part])
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, generator=generator,
-                        collate_fn=functools.partial(checked_collate, part=part), **loader_options(cfg, device))
+                        collate_fn=functools.partial(checked_collate, part=part),
+                        **loader_options(cfg, device))
     return _clean_worker_errors(iter(loader))
 
 

@@ -125,7 +125,8 @@ def rendezvous(rank: int, world: int) -> dist.Store:
     except (RuntimeError, OSError, ValueError) as error:  # TimeoutError/DistStoreError are RuntimeErrors
         who = (f"the other {world - 1} process(es) of WORLD_SIZE={world} did not join"
                if rank == 0 else f"no rank 0 answered at MASTER_ADDR={address} MASTER_PORT={port}")
-        raise DadaError(f"rank {rank}: {who} within {RENDEZVOUS_SECONDS:g} s ({str(error).splitlines()[0][:160]}); "
+        raise DadaError(f"rank {rank}: {who} within {RENDEZVOUS_SECONDS:g} s "
+                        f"({str(error).splitlines()[0][:160]}); "
                         f"start every process (dada train --nproc N or torchrun does), or unset WORLD_SIZE "
                         f"and RANK to train in one process") from None
     store.set_timeout(datetime.timedelta(minutes=30))

@@ -321,7 +321,8 @@ class SilentLogger:
     def wants_images(self, iteration: int) -> bool:
         return False
 
-    def step(self, iteration: int, losses: dict, lrs: dict, seconds: float, stats: dict | None = None) -> None:
+    def step(self, iteration: int, losses: dict, lrs: dict, seconds: float,
+             stats: dict | None = None) -> None:
         return None
 
     def evaluation(self, iteration: int, miou: float, extra: dict) -> None:

@@ -81,7 +81,8 @@ def _matching(references: Mapping, results: Mapping, role: str) -> Mapping:
     images (per-image scores are paired by image name)."""
     reference = references.get(results["model"].get("seed"), next(iter(references.values())))
     if results_fingerprint(reference) != results_fingerprint(results):
-        raise DadaError(f"--{role} {reference['model']['label']} was evaluated on {describe_dataset(reference)}, "
+        raise DadaError(f"--{role} {reference['model']['label']} was evaluated on "
+                        f"{describe_dataset(reference)}, "
                         f"but {results['model']['label']} on {describe_dataset(results)}: per-image scores "
                         f"of different evaluation sets cannot be paired; evaluate both on the same images")
     return reference
@@ -130,7 +131,8 @@ def check_one_per_seed(runs: Sequence[Mapping]) -> None:
         model = results["model"]
         key = model.get("seed") if model.get("seed") is not None else Path(str(model["checkpoint"])).resolve()
         if key in seen:
-            raise DadaError(f"{model['checkpoint']} and {seen[key]} are the same seed ({model.get('seed')}) of "
+            raise DadaError(f"{model['checkpoint']} and {seen[key]} are the same seed "
+                            f"({model.get('seed')}) of "
                             f"one set-up on one evaluation set: an average over seeds needs each seed once")
         seen[key] = model["checkpoint"]
 
@@ -214,7 +216,8 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
                   "|---|" + "---|" * len(ordered),
                   "| mIoU (%) | " + " | ".join(pct_pm(r["miou"], r["miou_std"]) for r in ordered) + " |"]
     if several_sets:
-        lines += ["", "## Evaluation sets", "", "These runs were evaluated on different sets; a row holds runs "
+        lines += ["", "## Evaluation sets", "",
+                  "These runs were evaluated on different sets; a row holds runs "
                   "of one set only ([fingerprint]: dataset, root, split, size, image list):", ""]
         lines += sorted({f"- [{results_fingerprint(r)[:6]}] {describe_dataset(r)}" for r in loaded})
     if warnings:
@@ -222,7 +225,8 @@ def compare_runs(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike 
     lines.append("")
     markdown = "\n".join(lines)
     summary = {"format": "dada-seg-comparison/1", "created": now_utc(), "num_classes": num_classes,
-               "class_names": class_names, "groups": rows, "inputs": [str(p) for p in paths], "warnings": warnings}
+               "class_names": class_names, "groups": rows, "inputs": [str(p) for p in paths],
+               "warnings": warnings}
     files = {}
     if out_dir is not None:
         out = Path(out_dir)

@@ -132,8 +132,8 @@ def snapshot_note(record: Mapping | None) -> str | None:
     if not record or not record.get("intermediate"):
         return None
     of = f" of {record['max_iters']}" if record.get("max_iters") else ""
-    unfinished = "; the run has no checkpoints/final.pt yet (unfinished)" if record.get("run_finished") is False \
-        else ""
+    unfinished = "; the run has no checkpoints/final.pt yet (unfinished)" \
+        if record.get("run_finished") is False else ""
     return f"intermediate snapshot {record['file']} (iteration {record['iteration']}{of}){unfinished}"
 
 
@@ -332,7 +332,8 @@ def write_results(out_dir: str | os.PathLike, results: Mapping) -> dict[str, Pat
     write_text(paths["md"], markdown)
     paths["html"] = write_eval_report(out_dir, results, markdown)
     # results.json last, listing its reports: one without them is an incomplete evaluation
-    write_json(paths["json"], nan_to_none({**results, "report_files": [paths["md"].name, paths["html"].name]}))
+    write_json(paths["json"],
+               nan_to_none({**results, "report_files": [paths["md"].name, paths["html"].name]}))
     return paths
 
 

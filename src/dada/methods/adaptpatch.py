@@ -317,7 +317,8 @@ class AdaptPatch(Method):
         self.adversary.train_discriminators(
             {domain: {"patch": torch.softmax(patches.detach(), dim=1),
                       **{kind: discriminator_input(kind, seg.detach(), None) for kind in method.adversarial}}
-             for domain, seg, patches in (("src", seg_src, patches_src), ("trg", seg_trg, patches_trg))}, loss)
+             for domain, seg, patches in (("src", seg_src, patches_src), ("trg", seg_trg, patches_trg))},
+            loss)
 
         self.remember(image_source=source["image"], seg_source=seg_src, image_target=target["image"],
                       seg_target=seg_trg)

@@ -82,12 +82,14 @@ class OutputAdversary:
             if build is not None:
                 module = build(kind)
             else:
-                module = build_discriminator(num_classes, in_channels=DISCRIMINATOR_INPUTS[kind][1](num_classes),
+                module = build_discriminator(num_classes,
+                                             in_channels=DISCRIMINATOR_INPUTS[kind][1](num_classes),
                                              ndf=ndf)
             method.discriminators[kind] = module.to(method.device).train()
         method.extra_modules["discriminators"] = method.discriminators
         self.discriminators = method.discriminators
-        method.optimizers["discriminator"] = torch.optim.Adam(method.discriminators.parameters(), lr=train.lr_d,
+        method.optimizers["discriminator"] = torch.optim.Adam(method.discriminators.parameters(),
+                                                              lr=train.lr_d,
                                                               betas=tuple(train.betas_d))
         method.base_lrs["discriminator"] = train.lr_d
 
@@ -154,7 +156,8 @@ class Adversarial(Method):
         if len(set(kinds)) != len(kinds):
             raise DadaError(f"method.adversarial lists an input twice: {kinds}")
         if not kinds:
-            raise DadaError(f"method {cfg.method.name!r} adapts adversarially but method.adversarial is empty")
+            raise DadaError(f"method {cfg.method.name!r} adapts adversarially "
+                            f"but method.adversarial is empty")
         if DEPTH_INPUTS & set(kinds) and not cfg.model.depth_head:
             raise DadaError("a depth discriminator (method.adversarial) reads the depth branch but "
                             "model.depth_head=false: set model.depth_head=true")
@@ -178,7 +181,8 @@ class Adversarial(Method):
         self.adversary.fooling(self.adversary.maps(seg_trg, depth_trg), loss, train.lambda_adv).backward()
         # Eq. (6): the discriminators on detached maps.
         self.adversary.train_discriminators({"src": self.adversary.maps(seg_src, depth_src, detach=True),
-                                             "trg": self.adversary.maps(seg_trg, depth_trg, detach=True)}, loss)
+                                             "trg": self.adversary.maps(seg_trg, depth_trg, detach=True)},
+                                            loss)
         self.remember(image_source=source["image"], seg_source=seg_src, depth_source=depth_src,
                       image_target=target["image"], seg_target=seg_trg, depth_target=depth_trg)
         return self.finish_step(loss, iteration)  # NaN guard, then SGD step, then Adam step
@@ -192,7 +196,8 @@ class Adversarial(Method):
         surprisal = losses.self_information(torch.softmax(seg[:1].float(), 1))
         images = {"target/self_information": gray(surprisal.sum(1)[0])}
         if depth is not None:
-            images["target/depth_aware"] = gray(losses.depth_aware_map(surprisal, depth[:1].float()).sum(1)[0])
+            images["target/depth_aware"] = gray(
+                losses.depth_aware_map(surprisal, depth[:1].float()).sum(1)[0])
         return images
 
 

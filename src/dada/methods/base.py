@@ -82,7 +82,8 @@ class Method:
     def check_settings(cls, cfg: DictConfig) -> None:
         """Checks across keys that types cannot express (raise DadaError naming the key)."""
         if cfg.method.get("depth_supervision") and not cfg.model.depth_head:
-            raise DadaError("method.depth_supervision=true trains the depth branch but model.depth_head=false: "
+            raise DadaError("method.depth_supervision=true trains the depth branch "
+                            "but model.depth_head=false: "
                             "set model.depth_head=true")
 
     def evaluation_network(self) -> nn.Module:

@@ -73,7 +73,8 @@ class DACS(Method):
         jitter_strength: float = 0.25  # transformsgpu.py L6 default s=.25 (DAFormer's config: 0.2)
         jitter_skip: float = 0.2  # transformsgpu.py L9: jitter when U(0,1) > 0.2, i.e. with probability 0.8
         blur: bool = True  # configUDA.json "blur": true; transformsgpu.py L20-22: when U(0,1) > 0.5
-        blur_sigma: list[float] = field(default_factory=lambda: [0.15, 1.15])  # transformsgpu.py L22: U(.15, 1.15)
+        # transformsgpu.py L22: U(.15, 1.15)
+        blur_sigma: list[float] = field(default_factory=lambda: [0.15, 1.15])
         # DAFormer's training strategies that apply to CNN backbones, each off here (DACS has none):
         # ImageNet feature distance (mmseg/models/uda/dacs.py calc_feat_dist; configs/_base_/uda/
         # dacs_a999_fdthings.py: imnet_feature_dist_lambda 0.005, classes = the thing classes, scale min
@@ -111,10 +112,12 @@ class DACS(Method):
         cls._check_values(method)
         shapes = {part: _batch_shape(cfg.data[part]) for part in ("source", "target")}
         if None not in shapes.values() and shapes["source"] != shapes["target"]:
-            raise DadaError(f"method {method.name}: ClassMix pastes source pixels onto target images, so both "
+            raise DadaError(f"method {method.name}: ClassMix pastes source pixels onto target images, "
+                            f"so both "
                             f"batches need one shape; data.source gives {shapes['source']} and data.target "
                             f"{shapes['target']} (batch, H, W). Set data.source.size / augment.crop and "
-                            f"batch_size to the target's, or use the dacs_paper preset (512x512 crops of both)")
+                            f"batch_size to the target's, or use the dacs_paper preset "
+                            f"(512x512 crops of both)")
 
     def __init__(self, cfg: DictConfig, model: Segmenter, device: torch.device):
         self._check_values(cfg.method)  # also when the config was not built by load_config
@@ -129,7 +132,8 @@ class DACS(Method):
             pretrained = cfg.model.pretrained
             if pretrained is None or str(pretrained).lower() == "none":
                 raise DadaError("method.fd_lambda > 0 keeps the features near the ImageNet backbone's, but "
-                                "model.pretrained is not set: give ImageNet weights or set method.fd_lambda=0")
+                                "model.pretrained is not set: give ImageNet weights "
+                                "or set method.fd_lambda=0")
             names = class_set(cfg.model.num_classes).names
             unknown = [c for c in method.fd_classes if c not in names]
             self.fd_ids = [names.index(c) for c in method.fd_classes if c in names]
@@ -216,7 +220,8 @@ class DACS(Method):
                 for group in optimizer.param_groups:
                     group["lr"] *= factor
 
-    def feature_distance(self, image: torch.Tensor, label: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def feature_distance(self, image: torch.Tensor, label: torch.Tensor,
+                         features: torch.Tensor) -> torch.Tensor:
         """DAFormer's ``calc_feat_dist``: the mean L2 distance between the student's and the frozen ImageNet
         backbone's last features over the cells whose downscaled label (``downscale_label_ratio``: the
         majority class when it covers ≥ fd_scale_min_ratio of the cell) is a thing class."""
@@ -250,7 +255,8 @@ class DACS(Method):
     def mix_masks(self, source: dict, target: dict, teacher_depth: torch.Tensor | None) -> torch.Tensor:
         """N×H×W bool: which pixels come from the source (ClassMix; ``dast`` orders them by depth)."""
         method = self.cfg.method
-        return st.class_mix_masks(source["label"], self.streams["classes"], batch_classes=method.batch_classes,
+        return st.class_mix_masks(source["label"], self.streams["classes"],
+                                  batch_classes=method.batch_classes,
                                   include_ignore=method.mix_ignore)
 
     def mix(self, source: dict, target: dict) -> dict[str, torch.Tensor]:
@@ -275,13 +281,15 @@ class DACS(Method):
             image = st.one_mix(masks[i], source["image"][i], target["image"][i])[None]
             if jitter_u > method.jitter_skip:  # transformsgpu.colorJitter, per image
                 params = st.sample_jitter(method.jitter_strength, self.streams["jitter"])
-                image = st.from_unit(st.color_jitter(st.to_unit(image, self.preprocess), params), self.preprocess)
+                image = st.from_unit(st.color_jitter(st.to_unit(image, self.preprocess), params),
+                                     self.preprocess)
             if blur_u > 0.5:  # transformsgpu.gaussian_blur, σ per image
                 image = st.gaussian_blur(image, self.streams.uniform("blur", *method.blur_sigma))
             images.append(image)
             labels.append(st.one_mix(masks[i], source["label"][i], pseudo[i]))
             pixel_weights.append(st.one_mix(masks[i], torch.ones_like(weights[i]), weights[i]))
-        return {"image": torch.cat(images), "label": torch.stack(labels), "weight": torch.stack(pixel_weights),
+        return {"image": torch.cat(images), "label": torch.stack(labels),
+                "weight": torch.stack(pixel_weights),
                 "mask": masks, "pseudo": pseudo, "teacher_seg": teacher_seg, "teacher_depth": teacher_depth}
 
     # ------------------------------------------------------------------------ engine-facing extras
@@ -335,10 +343,12 @@ def rcs_distribution(stats: dict, temperature: float, min_pixels: int) -> tuple[
     that no image holds enough of is left out (DAFormer would fail drawing from its empty list)."""
     counts = np.asarray(stats["counts"], dtype=np.float64)
     freq = counts.sum(axis=0) / max(counts.sum(), 1.0)
-    candidates = [np.flatnonzero(counts[:, c] > min_pixels).tolist() for c in range(counts.shape[1])]  # ">" as DAFormer
+    # ">" as DAFormer
+    candidates = [np.flatnonzero(counts[:, c] > min_pixels).tolist() for c in range(counts.shape[1])]
     usable = np.array([len(c) > 0 for c in candidates])
     if not usable.any():
-        raise DadaError(f"rare-class sampling: no source image holds method.rcs_min_pixels={min_pixels} pixels "
+        raise DadaError(f"rare-class sampling: no source image holds "
+                        f"method.rcs_min_pixels={min_pixels} pixels "
                         f"of any class; lower it (DAFormer's 3000 is for 1280×760 images)")
     logits = np.where(usable, (1.0 - freq) / temperature, -np.inf)
     probabilities = np.exp(logits - logits[usable].max())

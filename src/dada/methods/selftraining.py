@@ -50,7 +50,8 @@ class Streams:
 
     def uniform(self, name: str, low: float = 0.0, high: float = 1.0) -> float:
         """One draw of U(low, high) (``random.uniform`` / ``np.random.uniform`` in the official code)."""
-        return low + (high - low) * float(torch.rand((), generator=self.generators[name], dtype=torch.float64))
+        return low + (high - low) * float(torch.rand((), generator=self.generators[name],
+                                                     dtype=torch.float64))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {name: g.get_state() for name, g in self.generators.items()}
@@ -286,7 +287,8 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """kornia 0.5.8 ``GaussianBlur2d((ky, kx), (σ, σ))`` (reflect border) on N×C×H×W, with the DACS
     kernel size per side (:func:`blur_kernel_size`)."""
     ky, kx = blur_kernel_size(image.shape[-2]), blur_kernel_size(image.shape[-1])
-    kernel = torch.matmul(gaussian_kernel1d(ky, sigma).unsqueeze(-1), gaussian_kernel1d(kx, sigma).unsqueeze(-1).t())
+    kernel = torch.matmul(gaussian_kernel1d(ky, sigma).unsqueeze(-1),
+                          gaussian_kernel1d(kx, sigma).unsqueeze(-1).t())
     kernel = kernel.to(image)
     n, c, h, w = image.shape
     padded = F.pad(image, [(kx - 1) // 2, kx // 2, (ky - 1) // 2, ky // 2], mode="reflect")

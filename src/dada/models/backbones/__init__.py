@@ -55,11 +55,13 @@ RECORDS: dict[str, BackboneRecord] = {
                                "resnet50 file (model.pretrained_kind=torchvision)"),
     "resnet18": BackboneRecord("resnet18", DeepLabResNet.preprocess, "model.pretrained=PATH to torchvision's "
                                "resnet18 file (model.pretrained_kind=torchvision)"),
-    "resnet18_w32": BackboneRecord("resnet18_w32", DeepLabResNet.preprocess, "none (CPU-sized, from scratch)"),
+    "resnet18_w32": BackboneRecord("resnet18_w32", DeepLabResNet.preprocess,
+                                   "none (CPU-sized, from scratch)"),
     "tiny": BackboneRecord("tiny", DeepLabResNet.preprocess, "none (CPU-sized, from scratch)"),
     **{name: BackboneRecord(name, EfficientNetLite.preprocess, _LITE.format(name.split("_")[1]))
        for name in LITES},
-    "vgg16": BackboneRecord("vgg16", DeepLabVGG16.preprocess, "model.pretrained=PATH to a VGG-16 ImageNet file"),
+    "vgg16": BackboneRecord("vgg16", DeepLabVGG16.preprocess,
+                            "model.pretrained=PATH to a VGG-16 ImageNet file"),
 }
 assert set(RECORDS) == set(BACKBONES), "every backbone has its record"
 

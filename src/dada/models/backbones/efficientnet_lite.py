@@ -345,7 +345,8 @@ def read_imagenet_lite(arch: str) -> dict[str, torch.Tensor]:
 
 
 def efficientnet_lite0(bn_mode: str = "train", output_stride: int = 8) -> EfficientNetLite:
-    """EfficientNet-Lite0 (the demo's backbone; ImageNet weights packaged: ``model.pretrained=imagenet-lite``)."""
+    """EfficientNet-Lite0 (the demo's backbone; ImageNet weights packaged:
+    ``model.pretrained=imagenet-lite``)."""
     return EfficientNetLite("efficientnet_lite0", bn_mode=bn_mode, output_stride=output_stride)
 
 

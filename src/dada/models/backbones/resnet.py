@@ -295,7 +295,8 @@ def _factory(arch: str):
 
 
 def resnet101(bn_mode: str = "train", output_stride: int = 8) -> DeepLabResNet:
-    """DeepLab-v2 ResNet-101 (the paper's backbone; ImageNet weights: DeepLab_resnet_pretrained_imagenet.pth)."""
+    """DeepLab-v2 ResNet-101 (the paper's backbone; ImageNet weights:
+    DeepLab_resnet_pretrained_imagenet.pth)."""
     return DeepLabResNet("resnet101", bn_mode=bn_mode, output_stride=output_stride)
 
 
