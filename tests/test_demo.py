@@ -19,25 +19,28 @@ def cache(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, cache, capsys):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--quick", "--out", str(out), "--jobs", "2"]) == 0
+    assert cli.main(["demo", "--quick", "--out", str(out), "--jobs", "2", "--also", "dacs"]) == 0
     printed = capsys.readouterr().out
     assert "in 2 parallel processes" in printed
-    for label in ("S1", "S2", "S7"):
+    for label in ("S1", "S2", "S7", "dacs"):
         assert f"training {label}" in printed
     assert "mIoU" in printed and "NT rate" in printed
     assert "Training health" in printed and "| S7 | d_depth_aware_src |" in printed
     assert "| S7 | depth AbsRel (source val) | " in printed
-    for run in ("seed0/S1_s1", "seed0/S2_s2", "seed0/S7_s7"):
+    for run in ("seed0/S1_s1", "seed0/S2_s2", "seed0/S7_s7", "seed0/dacs_dacs"):
         assert (out / run / "checkpoints" / "final.pt").is_file()
         assert (out / run / "results.json").is_file()
     chart = cv2.imread(str(out / "comparison" / "comparison.png"))
     assert chart is not None and chart.std() > 0
     table = (out / "comparison" / "comparison.md").read_text()
-    assert "D-Gain" in table and table.count("benchmark_lite0_s") >= 3
+    assert "D-Gain" in table and table.count("benchmark_v2_7_s") >= 3 and "benchmark_v2_7_dacs" in table
+    assert "| flat | construction |" in table  # version 2's headline: the paper's 7 classes
+    # DACS is compared with S1 (its negative-transfer rate), like S2
+    assert json.loads((out / "seed0/dacs_dacs/results.json").read_text())["result"]["miou"] >= 0
     assert any(cache.iterdir())  # the benchmark went to the configured cache, not the home folder
 
     # a second run reuses the finished trainings
-    run_demo(out, quick=True, jobs=1)
+    run_demo(out, quick=True, jobs=1, also=("dacs",))
     assert "training S1" in capsys.readouterr().out
 
     # one training at a time, with the same thread count, trains exactly the same models
@@ -73,3 +76,26 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path, cache):
     with pytest.raises(DadaError, match="not a demo folder"):
         run_demo(tmp_path, quick=True)
     assert (tmp_path / "mine.txt").read_text() == "precious"
+
+
+def test_demo_setups_default_version_2_and_refuses_unknown_setting_or_method():
+    from dada.demo import DEFAULT_SETTING, demo_setups
+
+    assert DEFAULT_SETTING == "benchmark_v2_7"
+    assert demo_setups() == (("S1", "benchmark_v2_7_s1"), ("S2", "benchmark_v2_7_s2"),
+                             ("S7", "benchmark_v2_7_s7"))
+    assert demo_setups("benchmark_lite0", ["dacs"])[-1] == ("dacs", "benchmark_lite0_dacs")
+    with pytest.raises(DadaError, match="no preset nosuch_s1.*--setting takes one of"):
+        demo_setups("nosuch")
+    with pytest.raises(DadaError, match="no preset benchmark_v2_7_nomethod"):
+        demo_setups(also=["nomethod"])
+    with pytest.raises(DadaError, match="--also 'dada'"):
+        demo_setups(also=["dada"])
+    with pytest.raises(DadaError, match="--also 'dacs'"):
+        demo_setups(also=["dacs", "dacs"])
+
+
+def test_demo_cli_names_a_bad_setting_before_writing(tmp_path, cache, capsys):
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path / "d"), "--setting", "nosuch"]) == 2
+    assert "--setting takes one of" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

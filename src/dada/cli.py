@@ -425,6 +425,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--jobs", type=int, default=None, help="trainings in parallel, one process each (default: "
                    "one single-thread process per CPU core, at most 3; 1 on a GPU)")
+    p.add_argument("--setting", default=None, help="the presets <setting>_s1|s2|s7 (default benchmark_v2_7: "
+                   "version 2 of the benchmark, the paper's 7 classes; benchmark_lite0: version 1's demo)")
+    p.add_argument("--also", default="", help="more methods of the setting, comma-separated, each evaluated "
+                   "against S1, e.g. --also dacs")
     p.add_argument("overrides", nargs="*", help="dotted overrides for every run, e.g. train.max_iters=500")
     p.set_defaults(func=_run_demo)
 
@@ -435,8 +439,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
     _at_least(args.seeds, "--seeds", 1)
     _at_least(args.jobs, "--jobs", 1)
+    from dada.demo import DEFAULT_SETTING
+
+    also = [m.strip() for m in args.also.split(",") if m.strip()]
     run_demo(out, quick=args.quick, seeds=args.seeds, overwrite=args.overwrite, device=args.device,
-             extra_overrides=args.overrides, jobs=args.jobs)
+             extra_overrides=args.overrides, jobs=args.jobs, setting=args.setting or DEFAULT_SETTING,
+             also=also)
     return 0
 
 

@@ -1,8 +1,10 @@
 """``dada demo``: the whole method on the built-in benchmark, in minutes on a laptop CPU.
 
 1. generate (or reuse) the built-in benchmark (``dada.benchmark``);
-2. train S1 (source only), S2 (AdvEnt) and S7 (DADA) with the ``benchmark_*`` presets: same seed, same
-   schedule, same data order;
+2. train S1 (source only), S2 (AdvEnt) and S7 (DADA) with the presets ``<setting>_s1|s2|s7`` (default
+   setting ``benchmark_v2_7``: the benchmark's version 2 and the paper's 7-class protocol; ``--setting
+   benchmark_lite0`` is the version-1 demo of earlier results), and any ``--also`` method's preset: same
+   seed, same schedule, same data order;
 3. evaluate each on the target validation images; S2 and S7 against S1 (negative transfer rate), S7
    against S2 (D-Gain);
 4. print one table (mIoU, per-class IoU, negative transfer, D-Gain), a training-health table (the
@@ -29,9 +31,33 @@ import torch
 from dada.errors import DadaError
 from dada.evaluation.stats import mean_std, pm
 
-#: The demo's three set-ups of the paper's Table 3: (label, preset).
-#: The demo recipe is the `benchmark_lite0` setting (configs/settings.yaml says why each value).
-SETUPS = (("S1", "benchmark_lite0_s1"), ("S2", "benchmark_lite0_s2"), ("S7", "benchmark_lite0_s7"))
+#: The demo's setting: the benchmark's version 2 with the paper's 7-class headline (issue 26; the recipe
+#: and why each value in configs/settings.yaml, `benchmark_v2`). ``benchmark_lite0`` is version 1's demo.
+DEFAULT_SETTING = "benchmark_v2_7"
+
+#: The demo's three set-ups of the paper's Table 3: (label, method suffix of the preset).
+CORE_SETUPS = (("S1", "s1"), ("S2", "s2"), ("S7", "s7"))
+
+
+def demo_setups(setting: str = DEFAULT_SETTING, also: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
+    """(label, preset) of the demo's runs: S1, S2 and S7 of ``setting``, then each ``also`` method
+    (``<setting>_<method>``, labelled by the method, e.g. ``dacs``), evaluated against S1."""
+    from dada.config import list_presets, settings
+
+    known = set(list_presets())
+    setups = [(label, f"{setting}_{suffix}") for label, suffix in CORE_SETUPS]
+    for method in also:
+        method = method.strip()
+        if not method or method in {"s1", "s2", "s7", "source_only", "advent", "dada"} \
+                or f"{setting}_{method}" in {p for _, p in setups}:
+            raise DadaError(f"--also {method!r}: name a method beside S1, S2 and S7 (e.g. dacs), once")
+        setups.append((method, f"{setting}_{method}"))
+    missing = [preset for _, preset in setups if preset not in known]
+    if missing:
+        raise DadaError(f"demo: no preset {', '.join(missing)}; --setting takes one of "
+                        f"{', '.join(settings())} and --also "
+                        f"a method with a <setting>_<method> preset (dada train --list)")
+    return tuple(setups)
 
 #: ``quick`` is a smoke test (about 2 minutes): a smaller benchmark, a short schedule. Its numbers say
 #: nothing about the method; the full demo's do.
@@ -129,13 +155,14 @@ def default_jobs(device: str = "auto") -> int:
 
 def _train_all(tasks: list[tuple[str, str, list[str], Path]], jobs: int, threads: int | None) -> None:
     """Train ``tasks`` ((label, preset, overrides, folder)) in ``jobs`` processes, longest first (S7, S2,
-    then S1: the order that finishes soonest on 2 cores); a failure stops the demo with its error."""
+    then any --also method, then S1: the order that finishes soonest on 2 cores); a failure stops the demo
+    with its error."""
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    cost = {"S7": 0, "S2": 1, "S1": 2}
-    ordered = sorted(tasks, key=lambda t: cost.get(t[0], 3))
+    cost = {"S7": 0, "S2": 1, "S1": 3}  # an --also method: 2, between S2 and S1
+    ordered = sorted(tasks, key=lambda t: cost.get(t[0], 2))
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = {pool.submit(_train_one, preset, [*overrides, "train.progress=false"], str(folder),
@@ -154,11 +181,14 @@ def _train_all(tasks: list[tuple[str, str, list[str], Path]], jobs: int, threads
 
 def run_demo(out_dir: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds: int | Sequence[int] = 1,
              overwrite: bool = False, device: str = "auto", threads: int | None = None,
-             extra_overrides: Sequence[str] = (), jobs: int | None = None) -> dict:
+             extra_overrides: Sequence[str] = (), jobs: int | None = None, setting: str = DEFAULT_SETTING,
+             also: Sequence[str] = ()) -> dict:
     """Run the demo into ``out_dir`` and return the comparison (``{"groups", "markdown", "files"}``).
 
     ``seeds``: a count (seeds 0..n-1) or explicit seeds; with several, the table shows mean ± std.
     ``extra_overrides`` are applied to every run (e.g. ``train.max_iters=500``).
+    ``setting``: the presets ``<setting>_s1|s2|s7`` (default version 2's 7-class ``benchmark_v2_7``);
+    ``also``: more methods of that setting (e.g. ``("dacs",)``), each evaluated against S1.
     ``jobs``: trainings run in parallel, each in its own process with ``threads`` threads (default
     cores/jobs); default ``default_jobs``: one single-thread process per core on a CPU, at most 3; 1 on a
     GPU. A run's result does not depend on ``jobs``, only on the thread count it trains with.
@@ -177,12 +207,13 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, quick: bool = False, s
         if str(item).split("=", 1)[0].strip() in ("seed", "output.root", "output.name"):
             raise DadaError(f"override {item!r}: the demo sets this itself (seeds with --seeds, the folder "
                             f"with --out)")
+    setups = demo_setups(setting, also)
     out = Path(out_dir)
     common = [*profile, f"train.device={device}", f"output.root={out}", *extra_overrides]
     # every setting is checked before anything is deleted or written: a typo never costs a previous demo
     configs = {}
     for seed in seed_list:
-        for label, preset in SETUPS:
+        for label, preset in setups:
             name = f"seed{seed}/{label}_{split_preset(preset)[1]}"
             overrides = [*common, f"seed={seed}", f"output.name={name}"]
             configs[(seed, label)] = (preset, name, overrides, load_config(preset, overrides))
@@ -203,7 +234,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, quick: bool = False, s
         os.replace(out, aside)
         _say(f"--overwrite: the previous {out} is kept as {aside} until this demo finishes")
     try:
-        comparison = _run_demo(out, configs, seed_list, device, threads, jobs)
+        comparison = _run_demo(out, setups, configs, seed_list, device, threads, jobs)
     except BaseException:
         if aside is not None:
             shutil.rmtree(out, ignore_errors=True)
@@ -215,8 +246,8 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, quick: bool = False, s
     return comparison
 
 
-def _run_demo(out: Path, configs: dict, seed_list: list[int], device: str, threads: int | None,
-              jobs: int | None) -> dict:
+def _run_demo(out: Path, setups: tuple[tuple[str, str], ...], configs: dict, seed_list: list[int],
+              device: str, threads: int | None, jobs: int | None) -> dict:
     """The demo's work once every setting has been checked (see :func:`run_demo`)."""
     from dada.engine import Trainer
     from dada.evaluation import compare_runs, evaluate_run
@@ -227,13 +258,13 @@ def _run_demo(out: Path, configs: dict, seed_list: list[int], device: str, threa
         torch.set_num_threads(threads)
     started = time.perf_counter()
 
-    _prepare_benchmark(configs[(seed_list[0], SETUPS[0][0])][3])
-    runs: dict[str, list[Path]] = {label: [] for label, _ in SETUPS}
-    total = len(SETUPS) * len(seed_list)
+    _prepare_benchmark(configs[(seed_list[0], setups[0][0])][3])
+    runs: dict[str, list[Path]] = {label: [] for label, _ in setups}
+    total = len(setups) * len(seed_list)
     jobs = min(jobs or default_jobs(device), total)
     tasks = []
     for seed in seed_list:
-        for label, _ in SETUPS:
+        for label, _ in setups:
             preset, name, overrides, cfg = configs[(seed, label)]
             _say(f"training {label} ({cfg.method.name}), seed {seed} [{len(tasks) + 1}/{total}]: "
                  f"{cfg.train.max_iters} iterations of {cfg.model.arch} -> {out / name}")
@@ -247,23 +278,25 @@ def _run_demo(out: Path, configs: dict, seed_list: list[int], device: str, threa
     # S2 and S7 are evaluated against S1 (negative transfer), S7 also against S2 (D-Gain), so that S7's
     # folder holds the paper's Figure 3-4 grid (image, ground truth, S1, S2, S7)
     for seed_index in range(len(seed_list)):
-        s1, s2, s7 = (runs[label][seed_index] for label, _ in SETUPS)
+        s1, s2, s7 = (runs[label][seed_index] for label, _ in CORE_SETUPS)
+        extra = [(label, runs[label][seed_index], {"baseline": s1}) for label, _ in setups[len(CORE_SETUPS):]]
         for label, run, references in (("S1", s1, {}), ("S2", s2, {"baseline": s1}),
-                                       ("S7", s7, {"baseline": s1, "counterpart": s2})):
+                                       ("S7", s7, {"baseline": s1, "counterpart": s2}), *extra):
             _say(f"evaluating {label} on the target validation images: {run}")
             evaluate_run(run, overwrite=True, device=device, **references)
 
-    comparison = compare_runs([p for label, _ in SETUPS for p in runs[label]], out / "comparison",
-                              overwrite=True, title="dada demo: S1 source only, S2 AdvEnt, S7 DADA",
+    title = "dada demo: S1 source only, S2 AdvEnt, S7 DADA" + "".join(f", {m}" for m, _ in setups[3:])
+    comparison = compare_runs([p for label, _ in setups for p in runs[label]], out / "comparison",
+                              overwrite=True, title=f"{title} ({setups[0][1].rsplit('_', 1)[0]})",
                               baseline=runs["S1"], counterpart=runs["S2"])
     minutes = (time.perf_counter() - started) / 60
     print()
     print(comparison["markdown"])
-    print(health_table({label: runs[label] for label, _ in SETUPS}))
+    print(health_table({label: runs[label] for label, _ in setups}))
     print(f"Demo finished in {minutes:.1f} min ({jobs} parallel training process(es)). Files:")
     for kind, path in comparison["files"].items():
         print(f"  {kind:6s} {path}")
-    for label, _ in SETUPS:
+    for label, _ in setups:
         for run in runs[label]:
             print(f"  {label:6s} {run}/results.md (figures beside it)")
     return comparison
