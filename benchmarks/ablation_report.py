@@ -341,7 +341,7 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
 
     assets = doc.parent / "figures" / doc.stem
     assets.mkdir(parents=True, exist_ok=True)
-    figures = {}
+    figures, local_figures = {}, {}
     # all runs in one `dada compare` (its json/md/chart next to the runs; the chart also in the doc)
     # grouped and labelled by set-up: runs of one set-up trained by different code versions can differ in
     # their config hash (a key added since), and Table 4's fractions share S7's preset
@@ -363,10 +363,12 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
                                    label="S7 (DADA)", baseline=run_dir(out, by_key["S1"], seed),
                                    counterpart=run_dir(out, by_key["S2"], seed))
         grid = Path(qualitative["out_dir"]) / qualitative["figures"]["qualitative grid"]
+        caption = "qualitative: image, ground truth, S1, S2 (AdvEnt), S7 (DADA)"
         if SETTING_REPORTS.get(args.setting, {}).get("frames_in_git", True):
             shutil.copyfile(grid, assets / "qualitative.png")
-            grid = assets / "qualitative.png"
-        figures["qualitative: image, ground truth, S1, S2 (AdvEnt), S7 (DADA)"] = grid
+            figures[caption] = assets / "qualitative.png"
+        else:  # the target's frames may not go into git (CamVid: research use only): name the local file
+            local_figures[caption] = grid
 
     cfg = config_of(jobs[0], jobs[0].seeds[0], common, out)
     seeds = sorted({s for job in jobs for s in job.seeds})
@@ -441,6 +443,9 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
 
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({os.path.relpath(path, doc.parent)})" for name, path in figures.items()]
+    lines += [f"- {name}: `{path}` on the machine that ran the study (not in git: the target's frames are "
+              f"not ours to publish; rerun the command above with `--report-only` to draw it)"
+              for name, path in local_figures.items()]
 
     order = [k for k in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "minent", "adaptsegnet", "clan",
                          "adaptpatch", "spigan_nopi", "spigan", "dacs", "dast_class", "dast", "oracle")
