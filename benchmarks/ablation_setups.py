@@ -65,6 +65,7 @@ SELFTRAINING = (
     Setup("dacs", "DACS", "dacs", "selftraining"),
     Setup("dast_class", "DACS + depth sup.", "dast_class", "selftraining"),
     Setup("dast", "dast (depth-ordered mix)", "dast", "selftraining"),
+    Setup("dast_adv", "dast + DADA adv.", "dast_adv", "selftraining"),
 )
 #: Table 1's rows in the paper's order (SPIGAN pair, AdaptSegNet, AdaptPatch, CLAN, MinEnt, AdvEnt, DADA)
 TABLE1_ORDER = ("spigan_nopi", "spigan", "adaptsegnet", "adaptpatch", "clan", "minent", "S2", "S7", "oracle")

@@ -104,3 +104,73 @@ def test_dast_resumes_bit_identically(tmp_path):
     assert all(torch.equal(v, resumed["extra_modules"][k]) for k, v in reference["extra_modules"].items())
     assert torch.equal(reference["self_training"]["streams"]["margin"],
                        resumed["self_training"]["streams"]["margin"])
+
+
+def test_dast_adversarial_term_is_dadas_and_resumes(tmp_path):
+    """dast_adv: the fooling term on the student's un-mixed target output and the discriminators' step,
+    as DADA's, with the discriminators and their Adam in the checkpoint (bit-identical resume)."""
+    from dada import losses
+    from dada.engine.checkpoint import rng_state, set_rng_state
+    from dada.methods.dast import DepthAwareSelfTraining
+
+    def batches(i):
+        return _batches(i, size=(64, 64))
+
+    def _build(cls, state=None, **settings):  # the tiny 5-class model, and a config that says 5 classes
+        from dada.models import build_segmenter
+        from test_methods_dacs import _method_cfg
+
+        torch.manual_seed(0)
+        model = build_segmenter(arch="tiny", num_classes=5, depth_head=True, feature_fusion=True).train()
+        cfg = _method_cfg(cls, True, **{k: v for k, v in settings.items() if k != "_depth"})
+        cfg.model.num_classes = 5
+        method = cls(cfg, model, torch.device("cpu"))
+        if state is not None:
+            model.load_state_dict(state["model"])
+            method.load_state_dict(state["method"])
+        return model, method
+
+    model, method = _build(DepthAwareSelfTraining, _depth=True, adversarial=["depth_aware"], ndf=8)
+    assert set(method.discriminators) == {"depth_aware"} and "discriminator" in method.optimizers
+    before = [p.detach().clone() for p in method.discriminators.parameters()]
+    source, target = batches(0)
+    # the fooling term as DADA eq. (7) on the student's target output, with the weights before the step
+    with torch.no_grad():
+        seg, depth = method.model(target["image"])
+        seg = torch.nn.functional.interpolate(seg, size=(64, 64), mode="bilinear", align_corners=True)
+        depth = torch.nn.functional.interpolate(depth, size=(64, 64), mode="bilinear", align_corners=True)
+        expected = losses.adversarial_bce(method.discriminators["depth_aware"](
+            losses.depth_aware_map(losses.self_information(torch.softmax(seg, 1)), depth)),
+            method.cfg.train.source_label)
+    loss = method.train_step(source, target, 0)
+    assert set(loss) == {"seg_src", "depth_src", "seg_mix", "adv_trg_depth_aware", "d_depth_aware_src",
+                         "d_depth_aware_trg"}
+    assert torch.allclose(loss["adv_trg_depth_aware"], expected, atol=1e-5)
+    after = list(method.discriminators.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))  # D learned (eq. 6)
+
+    def train(model, method, start, stop):
+        return [method.train_step(*batches(i), i) for i in range(start, stop)]
+
+    model, method = _build(DepthAwareSelfTraining, _depth=True, adversarial=["depth_aware"], ndf=8)
+    straight = train(model, method, 0, 3)
+    model, method = _build(DepthAwareSelfTraining, _depth=True, adversarial=["depth_aware"], ndf=8)
+    train(model, method, 0, 1)
+    torch.save({"model": model.state_dict(), "method": method.state_dict(), "rng": rng_state()},
+               tmp_path / "c.pt")
+    saved = torch.load(tmp_path / "c.pt", weights_only=True)
+    model, method = _build(DepthAwareSelfTraining, saved, _depth=True, adversarial=["depth_aware"], ndf=8)
+    set_rng_state(saved["rng"])
+    second = train(model, method, 1, 3)
+    assert ([float(v) for x in second for v in x.values()]
+            == [float(v) for x in straight[1:] for v in x.values()])
+
+
+def test_dast_adversarial_names_a_bad_input():
+    from dada import DadaError
+    from dada.config import load_config
+
+    with pytest.raises(DadaError, match="method.adversarial"):
+        load_config("benchmark_dast_adv", ["method.adversarial=[depth_aware,entropy]"])
+    cfg = load_config("benchmark_v2_7_dast_adv")
+    assert list(cfg.method.adversarial) == ["depth_aware"] and cfg.method.ndf == 16  # the setting's width

@@ -168,7 +168,9 @@ class DACS(Method):
         loss["seg_mix"] = weighted_ce(seg_mix, mixed["label"], mixed["weight"])
         objective = objective + method.lambda_mix * loss["seg_mix"]
         objective = objective + self.mix_terms(mixed, seg_mix, depth_mix, loss)
+        objective = objective + self.target_terms(target, loss)
         objective.backward()
+        self.after_backward(seg_src, depth_src, loss)
 
         self.remember(image_source=source["image"], seg_source=seg_src, depth_source=depth_src,
                       image_target=target["image"], seg_target=mixed["teacher_seg"],
@@ -245,6 +247,15 @@ class DACS(Method):
                   loss: dict[str, torch.Tensor]) -> torch.Tensor | float:
         """Extra terms on the mixed image (none in DACS)."""
         return 0.0
+
+    def target_terms(self, target: dict, loss: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """Extra terms on the student's un-mixed target output (none in DACS; ``dast``'s optional
+        adversarial term)."""
+        return 0.0
+
+    def after_backward(self, seg_src: torch.Tensor, depth_src: torch.Tensor | None,
+                       loss: dict[str, torch.Tensor]) -> None:
+        """After the student's backward, before the optimizer steps (``dast``: the discriminators' step)."""
 
     @torch.no_grad()
     def teacher_predict(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

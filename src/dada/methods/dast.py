@@ -16,11 +16,18 @@ to [0, 1] (DepthMix ``ssda`` train.py L913-917):
 
 ``depth_mix``: ``ordered`` (the above), ``class`` (plain ClassMix: DACS + depth supervision, the
 ladder's middle rung) or ``depth`` (pure DepthMix: M = the occlusion test alone).
+
+``adversarial`` (default empty): DADA's adversarial term on top, the ladder's last rung (preset
+``dast_adv``). With ``["depth_aware"]``: 5. the student also sees the un-mixed target, and
+L += λ_adv·BCE(D(I(P_t) ⊙ Z_t), source) (DADA eq. 7, in the same backward as L_src + λ_u·L_mix); D learns
+eq. (6) on the detached source and target maps (DADA's discriminator, width ``ndf``, Adam ``train.lr_d``),
+as :mod:`dada.methods.dada`. Any input of :data:`dada.methods.adversarial.DISCRIMINATOR_INPUTS` may be
+listed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from omegaconf import DictConfig
@@ -28,6 +35,8 @@ from omegaconf import DictConfig
 from dada import losses
 from dada.errors import DadaError
 from dada.methods import selftraining as st
+from dada.methods.adversarial import DISCRIMINATOR_INPUTS, OutputAdversary
+from dada.methods.base import forward_upsampled
 from dada.methods.dacs import DACS
 from dada.models import Segmenter
 
@@ -47,6 +56,18 @@ class DepthAwareSelfTraining(DACS):
         depth_margin: float = 0.03  # DepthMix ssda experiments.py L203 ("depthcomp_margin": 0.03)
         margin_random_sign: bool = True  # ssda train.py L723, L755-756: m ← −m when U(0,1) > 0.5
         depth_foreground: float = 0.0  # ssda train.py L724, L767: Ẑ_s ≥ f
+        # DADA's adversarial term on top (module docstring): discriminator inputs, e.g. [depth_aware]
+        adversarial: list[str] = field(default_factory=list)
+        ndf: int = 64  # the discriminators' width (DADA's, get_fc_discriminator)
+
+    @classmethod
+    def check_settings(cls, cfg: DictConfig) -> None:
+        super().check_settings(cfg)
+        kinds = list(cfg.method.adversarial)
+        unknown = [k for k in kinds if k not in DISCRIMINATOR_INPUTS]
+        if unknown or len(set(kinds)) != len(kinds):
+            raise DadaError(f"method.adversarial: {kinds} must name distinct inputs among "
+                            f"{', '.join(DISCRIMINATOR_INPUTS)} (or be empty: no adversarial term)")
 
     def __init__(self, cfg: DictConfig, model: Segmenter, device: torch.device):
         if cfg.method.depth_mix not in DEPTH_MIXES:
@@ -56,6 +77,9 @@ class DepthAwareSelfTraining(DACS):
             raise DadaError("method dast needs the depth head: set model.depth_head=true")
         super().__init__(cfg, model, device)
         self.removed = float("nan")  # the fraction of ClassMix pixels the occlusion test removed
+        kinds = list(cfg.method.adversarial)
+        self.adversary = OutputAdversary(self, kinds, ndf=cfg.method.ndf) if kinds else None
+        self.target_maps: dict[str, torch.Tensor] = {}
 
     @classmethod
     def needs_source_depth(cls, settings) -> bool:
@@ -69,6 +93,21 @@ class DepthAwareSelfTraining(DACS):
         lam = self.cfg.method.lambda_depth
         loss["depth_src"] = losses.berhu(depth, source["depth"])
         return objective + (self.cfg.train.lambda_depth if lam is None else lam) * loss["depth_src"]
+
+    def target_terms(self, target, loss):
+        """λ_adv·Σ BCE(D(map of the student's target output), source) (DADA eq. 7), when ``adversarial``."""
+        if self.adversary is None:
+            return 0.0
+        self.adversary.freeze(True)
+        seg, depth = forward_upsampled(self.model, target["image"])
+        self.target_maps = self.adversary.maps(seg, depth, detach=True)
+        return self.adversary.fooling(self.adversary.maps(seg, depth), loss, self.cfg.train.lambda_adv)
+
+    def after_backward(self, seg_src, depth_src, loss):
+        """The discriminators' eq. (6) on the detached source and target maps."""
+        if self.adversary is not None:
+            self.adversary.train_discriminators(
+                {"src": self.adversary.maps(seg_src, depth_src, detach=True), "trg": self.target_maps}, loss)
 
     def mix_masks(self, source, target, teacher_depth):
         """M_class ∧ the occlusion test (or either alone, ``depth_mix``)."""
