@@ -19,7 +19,10 @@ reused, unfinished ones resumed from their last checkpoint), evaluates each on t
 
 - ``<out>/ablation.json``: the plan, every run's results and timing, every table's numbers;
 - ``<out>/comparison/``: ``dada compare`` over all runs (``compare_runs``);
-- ``--doc`` (default ``docs/results-benchmark.md``; ``<out>/results-benchmark.md`` with ``--quick``) in
+- ``--doc`` (default the setting's: ``docs/results-benchmark.md`` for version 2's ``benchmark_v2_7``,
+  ``docs/results-benchmark-v1.md`` for ``benchmark_lite0``, ``docs/results-camvid.md`` for
+  ``benchmark2camvid``, else ``docs/results-<setting>.md``; ``<out>/results-benchmark.md`` with
+  ``--quick``) in
   the layouts of the paper's Tables 1, 3 and 4 (mean ± std over seeds, D-Gain, negative-transfer rate),
   the time per iteration of each method, the training curves, a qualitative figure and the factual
   comparison lines for a human's "Reading".
@@ -306,7 +309,8 @@ def parse_args(argv):
                         f"{QUICK_ITERS} iterations, 1 seed; report in <out>/results-benchmark.md")
     parser.add_argument("--out", default=None, help="runs folder (default runs/ablation; runs/ablation-quick "
                         "with --quick)")
-    parser.add_argument("--doc", default=None, help="the markdown report (default docs/results-benchmark.md; "
+    parser.add_argument("--doc", default=None, help="the markdown report (default the setting's, e.g. "
+                        "docs/results-benchmark.md for benchmark_v2_7; "
                         "<out>/results-benchmark.md with --quick)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel single-thread training jobs")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per job (default "
@@ -346,8 +350,9 @@ def main(argv=None) -> int:
     out = Path(args.out or ("runs/ablation-quick" if args.quick else "runs/ablation"))
     report = SETTING_REPORTS.get(args.setting, {})
     args.title = args.title or report.get("title", BENCHMARK_TITLE)
+    default_doc = report.get("doc", f"results-{args.setting}.md")
     doc = Path(args.doc) if args.doc else (out / "results-benchmark.md" if args.quick
-                                             else REPO / "docs" / report.get("doc", "results-benchmark.md"))
+                                             else REPO / "docs" / default_doc)
     iters = args.iters if args.iters is not None else (QUICK_ITERS if args.quick else None)
     recipe = [*(PROFILES["quick"] if args.quick else [])]
     if iters is not None and f"train.max_iters={iters}" not in recipe:

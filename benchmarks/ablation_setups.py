@@ -82,6 +82,12 @@ DEFAULT_FRACTIONS = (0.1, 0.3, 0.5, 0.7)
 #: licence keeps its frames out of git (CamVid: CC BY-NC, research use only), a qualitative figure that
 #: stays in the runs folder instead of docs/figures
 SETTING_REPORTS = {
+    "benchmark_lite0": {"doc": "results-benchmark-v1.md",
+                        "title": "Results on the built-in benchmark, version 1: "
+                                 "the paper's Tables 1, 3 and 4"},
+    "benchmark_v2_7": {"doc": "results-benchmark.md",
+                       "title": "Results on the built-in benchmark, version 2 (the paper's 7 classes): "
+                                "Tables 3 and 1"},
     "benchmark2camvid": {"doc": "results-camvid.md", "frames_in_git": False,
                          "title": "Results on real frames: the built-in synthetic source → CamVid",
                          "val": "CamVid val (101 real frames; the 16 predicted classes merged into CamVid's "

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     miou = {k: [100 * r["miou"] for r in v] for k, v in results.items()}
     bench = benchmark_folder(runs["S1_7"][0])
     probe = json.loads((bench / "benchmark.json").read_text())["fingerprint"]["probe"]
-    source_val = {k: [source_val_miou(r, bench) for r in runs[k]] for k in ("S1_7", "S1_16")}
+    source_val = {k: [source_val_miou(r, bench) for r in runs[k]] for k in ("S1_7", "S1_16", "S1_7_long")}
 
     oracle7, oracle16 = per_class_mean(results["oracle_7"]), per_class_mean(results["oracle_16"])
     learned7 = [c for c, v in oracle7.items() if v >= 20]
