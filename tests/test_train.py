@@ -40,7 +40,8 @@ def overrides(data: Path, preset: str, run_root: Path, *extra: str) -> list[str]
 
 #: the paper's comparison systems run end to end in tests/test_methods_engine.py (one setting each)
 COMPARISON = {"clan", "adaptpatch", "spigan", "spigan_nopi", "oracle"}
-VARIANTS = {"dacs_paper", "dast_class", "dast_nofusion", "dast_adv"}  # self-training variants: tests of their own
+# self-training variants: tests of their own
+VARIANTS = {"dacs_paper", "dast_class", "dast_nofusion", "dast_adv"}
 
 
 def _every_preset() -> list:

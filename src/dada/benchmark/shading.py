@@ -335,7 +335,10 @@ def shade_v2(scene: Scene, geo: Geometry, rng: np.random.Generator, look: str, f
     if p["camera"]:
         visibility = float(rng.uniform(10000, 40000))  # drawn always: fog changes nothing else
         visibility = float(fog) if fog else visibility
-        haze = (1.0 - np.exp(-np.minimum(geo.depth, FAR) * (2.996 / visibility))).astype(f32)[..., None]
+        # exp and power in float64, then float32: numpy's float32 exp/power differ by an ulp between CPUs
+        # (AVX-512 vs AVX2 code paths), enough to move a pixel; in float64 the float32 result is the same
+        depth64 = np.minimum(geo.depth, FAR).astype(np.float64)
+        haze = (1.0 - np.exp(-depth64 * (2.996 / visibility))).astype(f32)[..., None]
         haze_col = np.asarray(p["horizon"], f32) * f32(rng.uniform(0.85, 1.0))
         air = rgb * (1 - haze) + haze_col * haze  # the whole frame at once: cheaper than masking
         rgb = np.where(sky[..., None], haze_col if fog else rgb, air)
@@ -349,7 +352,7 @@ def shade_v2(scene: Scene, geo: Geometry, rng: np.random.Generator, look: str, f
     rgb *= (float(rng.uniform(0.85, 1.25)) * rng.uniform(0.9, 1.1, 3)).astype(f32)
     np.clip(rgb, 0, None, out=rgb)
     rgb = rgb / (1.0 + 0.35 * rgb)  # soft shoulder
-    rgb = np.power(np.clip(rgb * 1.25, 0, 1), f32(0.9))
+    rgb = np.power(np.clip(rgb * 1.25, 0, 1).astype(np.float64), 0.9).astype(f32)  # float64: see haze
     rgb *= _vignette(h, w)[..., None]
     sigma = float(rng.uniform(0.4, 0.9)) * h / 128.0  # the same optical blur at any image size
     rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
