@@ -231,8 +231,9 @@ def test_cli_train_resume_list_and_errors(data, tmp_path, capsys):
     assert main(["train", "benchmark_dada", "data.source.root=null", "data.num_workers=0",
                  f"output.root={tmp_path}"]) == 2
     assert "data.source.root" in capsys.readouterr().err
-    # S1–S7, 3 aliases, MinEnt, AdaptSegNet, 5 comparison presets, 4 self-training
-    assert len(methods()) == 21
+    # S1–S7, 3 aliases, MinEnt, AdaptSegNet, 5 comparison presets, 5 self-training (dacs, dast and its
+    # ladder: dast_class, dast_nofusion, dast_adv)
+    assert len(methods()) == 22
 
 
 def test_presets_with_unverified_constants_say_so(tmp_path, capsys):
