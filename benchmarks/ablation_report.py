@@ -17,6 +17,7 @@ from ablation_setups import (
     PAPER_TABLE1,
     PAPER_TABLE3,
     PAPER_TABLE4,
+    SELFTRAINING_ORDER,
     SETTING_REPORTS,
     TABLE1_ORDER,
     TABLE3_STEPS,
@@ -400,6 +401,13 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
     paper1 = [f"{rows[k]['label']} {v[0] if v[0] is not None else '-'} / {v[1]}"
               for k, v in PAPER_TABLE1.items() if k in rows]
     lines += ["", "Paper (Synthia→Cityscapes, mIoU / mIoU*): " + "; ".join(paper1) + ".", ""]
+    selftraining = [k for k in SELFTRAINING_ORDER if k in rows]
+    if any(job.setup.group == "selftraining" for job in jobs):  # beyond the paper: self-training beside
+        # source only, DADA and the oracle, per class
+        lines += ["## Self-training: per-class IoU (%)", ""]
+        lines += paper_table([{**rows[k], "label": f"{rows[k]['label']} (n={len(rows[k]['runs'])})"}
+                              for k in selftraining], class_names, num_classes)
+        lines += [""]
 
     lines += ["## Table 3 layout: ablation S1–S7", "",
               "| Setup | Surp. Adapt. | Depth Adapt. | Feat. Fusion | DADA Fusion | mIoU (%) | NT rate (%) | "
@@ -448,8 +456,8 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
               for name, path in local_figures.items()]
 
     order = [k for k in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "minent", "adaptsegnet", "clan",
-                         "adaptpatch", "spigan_nopi", "spigan", "dacs", "dast_class", "dast", "dast_adv",
-                         "oracle")
+                         "adaptpatch", "spigan_nopi", "spigan", "dacs", "dast_class", "dast_nofusion", "dast",
+                         "dast_adv", "oracle")
              if k in rows]
     order += [job.setup.key for job in jobs if job.setup.group == "table4"]
     beats, within = comparison_lines(rows, order)

@@ -73,6 +73,7 @@ def test_small_study_end_to_end(ablation, tmp_path, monkeypatch, capsys):
     assert "## Where the pixels went (generated)" in text and "| S7 (DADA) (n=1) | " in text
     assert {sh["a"] for sh in summary["class_shifts"]} == {"S7"} and len(summary["class_shifts"]) == 3
     assert "S7 (DADA)" in text and "S1 (no adapt.)" in text
+    assert "## Self-training" not in text  # no self-training run in this study
     for name in ("per_class_iou.png", "training_curves.png", "qualitative.png"):
         image = cv2.imread(str(doc.parent / "figures" / "results" / name))
         if name == "qualitative.png":  # needs S1, S2 and S7: not in this study
@@ -105,6 +106,14 @@ def test_small_study_end_to_end(ablation, tmp_path, monkeypatch, capsys):
     assert ablation.main([*argv[2:], *table4]) == 0
     assert "Table 4" in doc.read_text()
     assert cv2.imread(str(doc.parent / "figures" / "results" / "training_curves.png")) is not None
+    # a self-training run (S1's stands in for DACS here) gets the per-class self-training table
+    shutil.copytree(out / "runs" / "S1" / "seed0", out / "runs" / "dacs" / "seed0")
+    selftraining = ["--sets", "core,selftraining", "--only", "S1,S7,dacs", "--seeds", "1", "--report-only"]
+    assert ablation.main([*argv[2:], *selftraining]) == 0
+    text = doc.read_text()
+    table = text.split("## Self-training: per-class IoU (%)")[1].split("##")[0]
+    for row in ("| S1 (no adapt.) (n=1) |", "| S7 (DADA) (n=1) |", "| DACS (n=1) |"):
+        assert row in table
 
 
 def test_missing_preset_is_skipped_with_its_reason(ablation):
