@@ -118,3 +118,33 @@ def test_letterboxed_input_is_cropped_back(checkpoint, tmp_path):
     assert seg.shape == (40, 80, 3)
     palette = {tuple(c) for c in CLASSES_16.palette}
     assert {tuple(c) for c in np.unique(seg[..., ::-1].reshape(-1, 3), axis=0)} <= palette
+
+
+def test_predict_draws_the_prediction_merged_into_camvids_classes(checkpoint, tmp_path, capsys):
+    from dada.data.classes import CLASSES_CAMVID11
+    from dada.evaluation.classmap import SYNTHIA16_TO_CAMVID11
+
+    images = make_images(tmp_path / "images")
+    plain, merged = tmp_path / "plain", tmp_path / "merged"
+    assert main(["predict", str(checkpoint), str(images / "a.png"), "--out", str(plain), "--device", "cpu"]) == 0
+    assert main(["predict", str(checkpoint), str(images / "a.png"), "--out", str(merged), "--device", "cpu",
+                 "--classes", "camvid11"]) == 0
+    # the 16-class drawing read back to ids, merged as the evaluation merges, drawn in CamVid's palette
+    drawn = cv2.imread(str(plain / "a_seg.png"))[..., ::-1]
+    ids = np.full(drawn.shape[:2], -1)
+    for index, colour in enumerate(CLASSES_16.palette):
+        ids[(drawn == colour).all(-1)] = index
+    assert (ids >= 0).all()
+    expected = CLASSES_CAMVID11.colorize(np.asarray(SYNTHIA16_TO_CAMVID11.table)[ids])
+    np.testing.assert_array_equal(cv2.imread(str(merged / "a_seg.png"))[..., ::-1], expected)
+    import json
+
+    assert json.loads((merged / "predict.json").read_text())["settings"]["classes"] == "camvid11"
+    capsys.readouterr()
+    # an unknown set, and a set no class map reaches, fail before anything is written
+    for name, message in (("cityscapes19", "unknown class set"), ("common7", "no class map")):
+        out = tmp_path / f"bad_{name}"
+        assert main(["predict", str(checkpoint), str(images / "a.png"), "--out", str(out), "--device", "cpu",
+                     "--classes", name]) == 2
+        err = capsys.readouterr().err
+        assert f"--classes {name}" in err and message in err and not out.exists()

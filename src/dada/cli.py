@@ -332,6 +332,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    ".onnx files)")
     p.add_argument("--depth", action="store_true",
                    help="videos: the predicted depth map side by side with the overlay")
+    p.add_argument("--classes", metavar="SET",
+                   help="draw the prediction merged into another class set, as the evaluation merges it: "
+                   "camvid11 draws a 16-class model's prediction as CamVid's 11 classes (docs/camvid.md)")
     p.set_defaults(func=_run_predict)
 
 
@@ -342,7 +345,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     _at_least(args.batch_size, "--batch-size", 1)
     result = predict_checkpoint(args.checkpoint, args.inputs, args.out, batch_size=args.batch_size,
                                 device=args.device, size=size, preprocess=args.preprocess,
-                                overwrite=args.overwrite, backend=args.backend, depth_video=args.depth)
+                                overwrite=args.overwrite, backend=args.backend, depth_video=args.depth,
+                                classes=args.classes)
     print(f"{result['images']} images → {args.out}" + (f"; {len(result['skipped'])} skipped: "
           + ", ".join(s["path"] for s in result["skipped"]) if result["skipped"] else ""))
     for video in result["videos"]:

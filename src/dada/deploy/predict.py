@@ -12,6 +12,11 @@ video's frame rate and size): the segmentation blended on every frame, with the 
 when asked. Frames that fail to decode are skipped and reported by index; a video that cannot be opened at
 all is an error before anything is written. The model is a PyTorch segmenter or an exported ONNX file run
 by onnxruntime (:class:`~dada.deploy.export.OnnxSegmenter`, preprocessing from its metadata).
+
+``classes`` (``dada predict --classes camvid11``) draws the prediction in another class set: each pixel's
+class (the argmax over the model's classes) is replaced by the class it belongs to in that set, as the
+evaluation merges it (:mod:`dada.evaluation.classmap`), and drawn with that set's palette; a 16-class model
+on CamVid frames is then drawn as CamVid's 11 classes.
 """
 
 from __future__ import annotations
@@ -38,6 +43,27 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv")
 VIDEO_FOURCC = "mp4v"
 #: A video whose reads fail this many times in a row is treated as ended (the rest is reported).
 MAX_CONSECUTIVE_BAD_FRAMES = 50
+
+
+def painter(num_classes: int, classes: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """H×W class ids of a ``num_classes``-class model → H×W×3 RGB: in the model's own palette, or (with
+    ``classes``, a class-set name such as ``camvid11``) merged into that set and drawn in its palette."""
+    from dada.data.classes import CLASS_SETS
+    from dada.evaluation.classmap import class_map
+
+    if classes is None:
+        return lambda pred: colorize(pred, num_classes)
+    by_name = {c.name: c for c in CLASS_SETS.values()}
+    if classes not in by_name:
+        raise DadaError(f"--classes {classes}: unknown class set; choose one of {', '.join(sorted(by_name))}")
+    target = by_name[classes]
+    try:
+        merge = class_map(num_classes, target)
+    except DadaError as error:
+        raise DadaError(f"--classes {classes}: {error}") from None
+    if merge is None:
+        return lambda pred: colorize(pred, target)
+    return lambda pred: colorize(merge.apply(torch.from_numpy(np.asarray(pred))).numpy(), target)
 
 
 
@@ -181,13 +207,15 @@ def open_video(path: Path):
 def predict_video(model: torch.nn.Module, path: Path, out_file: Path, *, num_classes: int,
                   preprocess: Preprocess = "caffe", size: Sequence[int] | None = OFFICIAL_INPUT_SIZE,
                   letterbox: bool = False, batch_size: int = 1, device: str | torch.device = "cpu",
-                  alpha: float = 0.5, depth: bool = False, progress: bool = True) -> dict:
+                  alpha: float = 0.5, depth: bool = False, progress: bool = True,
+                  paint: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Write ``out_file`` (mp4): every decodable frame of the video ``path`` with its segmentation blended
     on it (and, with ``depth``, the predicted depth map to its right), at the video's frame rate.
 
     Frames that fail to decode are skipped and listed; reads are retried until the container's frame count
     (or :data:`MAX_CONSECUTIVE_BAD_FRAMES` failures in a row). Returns ``{"path", "output", "frames",
-    "undecodable", "fps"}`` (``fps``: frames processed per second of wall time)."""
+    "undecodable", "fps"}`` (``fps``: frames processed per second of wall time). ``paint``: class ids →
+    RGB (:func:`painter`; default the model's palette)."""
     import time
 
     import cv2
@@ -195,6 +223,7 @@ def predict_video(model: torch.nn.Module, path: Path, out_file: Path, *, num_cla
     from dada.io import atomic_path
 
     device = torch.device(device)
+    paint = paint or painter(num_classes)
     capture = open_video(path)
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     rate = capture.get(cv2.CAP_PROP_FPS)
@@ -221,7 +250,7 @@ def predict_video(model: torch.nn.Module, path: Path, out_file: Path, *, num_cla
                                         [f[2] for f in frames], size=size, num_classes=num_classes,
                                         device=device)
                 for (rgb, _, _), (pred, inverse) in zip(frames, outputs, strict=True):
-                    panel = overlay(rgb, colorize(pred, num_classes), alpha)
+                    panel = overlay(rgb, paint(pred), alpha)
                     if depth:
                         if inverse is None:
                             raise DadaError("--depth: this model has no depth head; drop --depth")
@@ -277,17 +306,19 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
                    size: Sequence[int] | None = OFFICIAL_INPUT_SIZE, batch_size: int = 1,
                    device: str | torch.device = "cpu", overwrite: bool = False, alpha: float = 0.5,
                    letterbox: bool = False, progress: bool = True, depth_video: bool = False,
-                   warn: Callable[[str], None] = _warn) -> dict:
+                   classes: str | None = None, warn: Callable[[str], None] = _warn) -> dict:
     """Predict every image and video of ``inputs`` and write the outputs into ``out_dir``.
 
     ``size`` (H, W): the model's input size (None: each image's own size); ``letterbox``: fit the image
     into ``size`` keeping its aspect ratio, top-left, padded with 0 (the official Mapillary input), and
     crop the prediction back. Images are batched by ``batch_size`` (consecutive images of one input
-    size); videos go through :func:`predict_video` (``depth_video``: depth side by side). ``preprocess``: a
+    size); videos go through :func:`predict_video` (``depth_video``: depth side by side). ``classes``: draw
+    the prediction merged into that class set (:func:`painter`). ``preprocess``: a
     mode name or a function (uint8 RGB → input tensor). Every video is opened before anything is written.
     Returns ``{"written": [paths], "skipped": [{"path", "reason"}], "images": n, "videos": [...]}``.
     """
     device = torch.device(device)
+    paint = painter(num_classes, classes)  # an unknown or unmappable class set fails before any output
     out_resolved = Path(out_dir).resolve()
     # never read back our own outputs (an output folder inside an input folder)
     files = [(p, n) for p, n in gather_inputs(inputs) if out_resolved not in p.resolve().parents]
@@ -314,7 +345,7 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
         outputs = predict_batch(model, [e[2] for e in batch], [e[1].shape[:2] for e in batch],
                                 [e[3] for e in batch], size=size, num_classes=num_classes, device=device)
         for (name, rgb, _, _), (pred, inverse) in zip(batch, outputs, strict=True):
-            seg_rgb = colorize(pred, num_classes)
+            seg_rgb = paint(pred)
             written.append(save_rgb(out_dir / f"{name}_seg.png", seg_rgb))
             written.append(save_rgb(out_dir / f"{name}_overlay.png", overlay(rgb, seg_rgb, alpha)))
             if inverse is not None:
@@ -349,7 +380,8 @@ def predict_images(model: torch.nn.Module, inputs: Iterable[str | os.PathLike], 
     for path, name in videos:
         result = predict_video(model, path, out_dir / f"{name}_overlay.mp4", num_classes=num_classes,
                                preprocess=preprocess, size=size, letterbox=letterbox, batch_size=batch_size,
-                               device=device, alpha=alpha, depth=depth_video, progress=progress)
+                               device=device, alpha=alpha, depth=depth_video, progress=progress,
+                               paint=paint)
         if result["undecodable"]:
             warn(f"{path}: {len(result['undecodable'])} frames could not be decoded and were skipped "
                  f"(frame indices {_ranges(result['undecodable'])})")
@@ -380,11 +412,12 @@ def predict_checkpoint(checkpoint: str | os.PathLike, inputs: Iterable[str | os.
                        out_dir: str | os.PathLike, *, batch_size: int = 1, device: str = "auto",
                        size: Sequence[int] | None | str = "config", preprocess: str | None = None,
                        overwrite: bool = False, progress: bool = True, backend: str = "auto",
-                       depth_video: bool = False) -> dict:
+                       depth_video: bool = False, classes: str | None = None) -> dict:
     """Load a model and run :func:`predict_images`: with the ``torch`` backend a run folder / our
     checkpoint / an official DADA state dict; with ``onnxruntime`` a file written by ``dada export``
     (preprocessing, input size and classes from its metadata); ``auto``: onnxruntime for ``.onnx`` files.
-    ``size`` (H, W; None: each image's own size) and ``preprocess`` override the model's settings."""
+    ``size`` (H, W; None: each image's own size) and ``preprocess`` override the model's settings;
+    ``classes`` draws the prediction merged into another class set (:func:`painter`)."""
     from functools import partial
 
     if backend not in BACKENDS:
@@ -419,6 +452,7 @@ def predict_checkpoint(checkpoint: str | os.PathLike, inputs: Iterable[str | os.
     warn_snapshot(snapshot, f"dada predict {checkpoint}")
     if depth_video and not has_depth:
         raise DadaError(f"{checkpoint}: --depth needs a model with a depth head; this one has none")
+    painter(settings["num_classes"], classes)  # an unknown or unmappable class set: before any output
     if size != "config":
         settings["size"] = tuple(size) if size is not None else None
     if preprocess is not None:
@@ -427,12 +461,12 @@ def predict_checkpoint(checkpoint: str | os.PathLike, inputs: Iterable[str | os.
     result = predict_images(model, inputs, out_dir, num_classes=settings["num_classes"],
                             preprocess=transform, size=settings["size"], batch_size=batch_size,
                             letterbox=settings["letterbox"] and settings["size"] is not None, device=device,
-                            overwrite=overwrite, progress=progress, depth_video=depth_video)
+                            overwrite=overwrite, progress=progress, depth_video=depth_video, classes=classes)
     for old in previous - {p.name for p in result["written"]}:  # a replaced prediction's other outputs
         (Path(out_dir) / old).unlink(missing_ok=True)
     manifest = {"format": "dada-seg-predict/1", "checkpoint": source, "snapshot": snapshot,
                 "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()
-                             if not callable(v)},
+                             if not callable(v)} | ({"classes": classes} if classes else {}),
                 "inputs": [{"path": p, "name": n} for p, n in result["names"]],
                 "outputs": sorted(p.name for p in result["written"]), "skipped": result["skipped"]}
     from dada.io import write_json
