@@ -126,7 +126,8 @@ def test_predict_draws_the_prediction_merged_into_camvids_classes(checkpoint, tm
 
     images = make_images(tmp_path / "images")
     plain, merged = tmp_path / "plain", tmp_path / "merged"
-    assert main(["predict", str(checkpoint), str(images / "a.png"), "--out", str(plain), "--device", "cpu"]) == 0
+    assert main(["predict", str(checkpoint), str(images / "a.png"), "--out", str(plain),
+                 "--device", "cpu"]) == 0
     assert main(["predict", str(checkpoint), str(images / "a.png"), "--out", str(merged), "--device", "cpu",
                  "--classes", "camvid11"]) == 0
     # the 16-class drawing read back to ids, merged as the evaluation merges, drawn in CamVid's palette
