@@ -361,8 +361,10 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
         seed = by_key["S7"].seeds[0]
         qualitative = evaluate_run(run_dir(out, by_key["S7"], seed), out_dir=out / "qualitative",
                                    overwrite=True, device=args.device, progress=False, figures=3,
-                                   label="S7 (DADA)", baseline=run_dir(out, by_key["S1"], seed),
-                                   counterpart=run_dir(out, by_key["S2"], seed))
+                                   label=by_key["S7"].setup.label, baseline=run_dir(out, by_key["S1"], seed),
+                                   counterpart=run_dir(out, by_key["S2"], seed),
+                                   baseline_label=by_key["S1"].setup.label,
+                                   counterpart_label=by_key["S2"].setup.label)
         grid = Path(qualitative["out_dir"]) / qualitative["figures"]["qualitative grid"]
         caption = "qualitative: image, ground truth, S1, S2 (AdvEnt), S7 (DADA)"
         if SETTING_REPORTS.get(args.setting, {}).get("frames_in_git", True):

@@ -98,6 +98,7 @@ def test_eval_run_with_baseline_writes_reports_and_figures(setup, capsys):
         image = cv2.imread(str(run / "figures" / figure))
         assert image is not None and image.shape[0] > 100 and image.std() > 5, figure
     assert len(list((run / "figures").glob("*_pred.png"))) == 1
+    assert results["baseline"]["label"] == "bench_source_only (seed 1)"  # default: preset and seed
     # the run folder's results are not replaced silently
     assert main(["eval", str(run), "--device", "cpu"]) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -165,3 +166,15 @@ def test_official_defaults_for_the_evaluation_data():
                                                                   "split": "val", "size": [64, 128]}}}}
     assert data_settings(ours, size=None)["size"] is None and data_settings(ours)["preprocess"] == "imagenet"
     assert data_settings(ours, split="train")["split"] == "train" and data_settings(ours)["root"] == "/r"
+
+
+def test_reference_labels_name_the_references(setup, tmp_path):
+    """``baseline_label`` / ``counterpart_label`` name the references in results.json and the figures."""
+    results = evaluate_run(setup["run"], out_dir=tmp_path / "labelled", baseline=setup["source"],
+                           counterpart=setup["source"], baseline_label="S1 (source only)",
+                           counterpart_label="S2 (AdvEnt)", label="S7 (DADA)", figures=1, device="cpu",
+                           progress=False)
+    assert results["model"]["label"] == "S7 (DADA)"
+    assert results["baseline"]["label"] == "S1 (source only)"
+    assert results["counterpart"]["label"] == "S2 (AdvEnt)"
+    assert cv2.imread(str(tmp_path / "labelled" / "figures" / "qualitative.png")) is not None

@@ -279,9 +279,11 @@ def _run_demo(out: Path, setups: tuple[tuple[str, str], ...], configs: dict, see
     # folder holds the paper's Figure 3-4 grid (image, ground truth, S1, S2, S7)
     for seed_index in range(len(seed_list)):
         s1, s2, s7 = (runs[label][seed_index] for label, _ in CORE_SETUPS)
-        extra = [(label, runs[label][seed_index], {"baseline": s1}) for label, _ in setups[len(CORE_SETUPS):]]
-        for label, run, references in (("S1", s1, {}), ("S2", s2, {"baseline": s1}),
-                                       ("S7", s7, {"baseline": s1, "counterpart": s2}), *extra):
+        base = {"baseline": s1, "baseline_label": "S1 (source only)"}
+        extra = [(label, runs[label][seed_index], base) for label, _ in setups[len(CORE_SETUPS):]]
+        for label, run, references in (("S1", s1, {}), ("S2", s2, base),
+                                       ("S7", s7, {**base, "counterpart": s2, "counterpart_label": "S2 (AdvEnt)"}),
+                                       *extra):
             _say(f"evaluating {label} on the target validation images: {run}")
             evaluate_run(run, overwrite=True, device=device, **references)
 

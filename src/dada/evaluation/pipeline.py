@@ -220,7 +220,7 @@ def _evaluate_model(model, dataset, *, num_classes, device, batch_size, depth_bi
 
 
 def _reference(path, *, role: str, dataset, num_classes, device, batch_size, depth_bins, max_images, keep,
-               progress) -> dict:
+               progress, label: str | None = None) -> dict:
     from dada.models import load_segmenter
 
     model, info = load_segmenter(path, map_location=device)
@@ -232,7 +232,7 @@ def _reference(path, *, role: str, dataset, num_classes, device, batch_size, dep
                              depth_bins=depth_bins, max_images=max_images, keep=keep, progress=progress,
                              desc=role)
     del model
-    return {"label": model_label(info), "checkpoint": info["source"], "iteration": info.get("iteration"),
+    return {"label": label or model_label(info), "checkpoint": info["source"], "iteration": info.get("iteration"),
             "depth": uses_depth(info), "model_spec": info["model_spec"],
             "config_hash": config_hash(info.get("config")), "result_obj": result}
 
@@ -249,7 +249,8 @@ class EvalOptions:
     ``all_snapshots`` evaluates every ``checkpoints/iter_*.pt`` and reports the one chosen by ``select``
     (a key of :data:`dada.config.SELECTION_POLICIES`). Depth: ``depth_bins`` (IoU by depth range, None
     off), ``source_depth`` (depth quality on the source validation images of ``source_split``). Figures:
-    ``figures`` images drawn with ``seed``, or ``figure_images`` by name; ``label`` names the model.
+    ``figures`` images drawn with ``seed``, or ``figure_images`` by name; ``label`` names the model,
+    ``baseline_label`` and ``counterpart_label`` the references (default: preset and seed).
     """
 
     dataset: str | None = None
@@ -271,6 +272,8 @@ class EvalOptions:
     figure_images: Sequence[str] | None = None
     seed: int = 0
     label: str | None = None
+    baseline_label: str | None = None
+    counterpart_label: str | None = None
     progress: bool = True
 
 
@@ -336,9 +339,10 @@ def _evaluate_run(path: str | os.PathLike, options: EvalOptions | None = None, *
         result = _evaluate_model(model, eval_set, desc="eval", **common)
 
     references: dict[str, dict] = {}
-    for role, ref_path in (("baseline", opts.baseline), ("counterpart", opts.counterpart)):
+    for role, ref_path, ref_label in (("baseline", opts.baseline, opts.baseline_label),
+                                      ("counterpart", opts.counterpart, opts.counterpart_label)):
         if ref_path is not None:
-            references[role] = _reference(ref_path, role=role, dataset=eval_set, **common)
+            references[role] = _reference(ref_path, role=role, dataset=eval_set, label=ref_label, **common)
     snapshot = snapshot_record(info)
     if not opts.all_snapshots or snapshot["run_finished"] is False:
         warn_snapshot(snapshot, f"dada eval {path}")
