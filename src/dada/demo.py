@@ -281,9 +281,8 @@ def _run_demo(out: Path, setups: tuple[tuple[str, str], ...], configs: dict, see
         s1, s2, s7 = (runs[label][seed_index] for label, _ in CORE_SETUPS)
         base = {"baseline": s1, "baseline_label": "S1 (source only)"}
         extra = [(label, runs[label][seed_index], base) for label, _ in setups[len(CORE_SETUPS):]]
-        for label, run, references in (("S1", s1, {}), ("S2", s2, base),
-                                       ("S7", s7, {**base, "counterpart": s2, "counterpart_label": "S2 (AdvEnt)"}),
-                                       *extra):
+        s7_refs = {**base, "counterpart": s2, "counterpart_label": "S2 (AdvEnt)"}
+        for label, run, references in (("S1", s1, {}), ("S2", s2, base), ("S7", s7, s7_refs), *extra):
             _say(f"evaluating {label} on the target validation images: {run}")
             evaluate_run(run, overwrite=True, device=device, **references)
 

@@ -232,8 +232,8 @@ def _reference(path, *, role: str, dataset, num_classes, device, batch_size, dep
                              depth_bins=depth_bins, max_images=max_images, keep=keep, progress=progress,
                              desc=role)
     del model
-    return {"label": label or model_label(info), "checkpoint": info["source"], "iteration": info.get("iteration"),
-            "depth": uses_depth(info), "model_spec": info["model_spec"],
+    return {"label": label or model_label(info), "checkpoint": info["source"],
+            "iteration": info.get("iteration"), "depth": uses_depth(info), "model_spec": info["model_spec"],
             "config_hash": config_hash(info.get("config")), "result_obj": result}
 
 
