@@ -169,12 +169,15 @@ def test_official_defaults_for_the_evaluation_data():
 
 
 def test_reference_labels_name_the_references(setup, tmp_path):
-    """``baseline_label`` / ``counterpart_label`` name the references in results.json and the figures."""
-    results = evaluate_run(setup["run"], out_dir=tmp_path / "labelled", baseline=setup["source"],
-                           counterpart=setup["source"], baseline_label="S1 (source only)",
-                           counterpart_label="S2 (AdvEnt)", label="S7 (DADA)", figures=1, device="cpu",
-                           progress=False)
+    """``--label``, ``--baseline-label`` and ``--counterpart-label`` name the model and the references in
+    results.json and the figures."""
+    out = tmp_path / "labelled"
+    assert main(["eval", str(setup["run"]), "--out", str(out), "--baseline", str(setup["source"]),
+                 "--counterpart", str(setup["source"]), "--baseline-label", "S1 (source only)",
+                 "--counterpart-label", "S2 (AdvEnt)", "--label", "S7 (DADA)", "--figures", "1",
+                 "--device", "cpu"]) == 0
+    results = json.loads((out / "results.json").read_text())
     assert results["model"]["label"] == "S7 (DADA)"
     assert results["baseline"]["label"] == "S1 (source only)"
     assert results["counterpart"]["label"] == "S2 (AdvEnt)"
-    assert cv2.imread(str(tmp_path / "labelled" / "figures" / "qualitative.png")) is not None
+    assert cv2.imread(str(out / "figures" / "qualitative.png")) is not None

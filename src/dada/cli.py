@@ -217,6 +217,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="the source-only model: negative transfer rate (and D-Gain when it has no depth)")
     p.add_argument("--counterpart", metavar="RUN_OR_CHECKPOINT",
                    help="the no-depth counterpart for the D-Gain (e.g. AdvEnt for DADA)")
+    p.add_argument("--label", help="the model's name in the reports and figures (default: preset and seed)")
+    p.add_argument("--baseline-label", metavar="LABEL", help="the baseline's name (default: preset and seed)")
+    p.add_argument("--counterpart-label", metavar="LABEL",
+                   help="the counterpart's name (default: preset and seed)")
     p.add_argument("--all-snapshots", action="store_true",
                    help="evaluate every checkpoints/iter_*.pt of the run")
     p.add_argument("--select", choices=tuple(SELECTION_POLICIES), default="last",
@@ -296,7 +300,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     results = evaluate_run(args.checkpoint, out_dir=args.out, overwrite=args.overwrite,
                            dataset=args.dataset, root=args.data, split=args.split, size=size,
                            num_classes=args.num_classes, baseline=args.baseline, counterpart=args.counterpart,
-                           all_snapshots=args.all_snapshots, select=args.select, device=args.device,
+                           label=args.label, baseline_label=args.baseline_label,
+                           counterpart_label=args.counterpart_label, all_snapshots=args.all_snapshots,
+                           select=args.select, device=args.device,
                            batch_size=args.batch_size, max_images=args.max_images, depth_bins=bins,
                            source_depth=not args.no_source_depth, figures=args.figures,
                            figure_images=args.figure_images, seed=args.seed)
