@@ -74,8 +74,8 @@ def _add_make_benchmark(sub: argparse._SubParsersAction) -> None:
                    help=f"labelled target val images ({default('num_target_val')})")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="image size (default 128 256, version 2: 256 512)")
-    p.add_argument("--workers", type=int, default=2,
-                   help="processes (default 2; the outputs do not depend on it)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes (default one per usable CPU, at most 8; the outputs do not depend on it)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_run_make_benchmark)
 
@@ -92,6 +92,10 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
         if getattr(args, key) is None:
             setattr(args, key, base[key])
 
+    if args.workers is None:
+        from dada.benchmark.cache import default_workers
+
+        args.workers = default_workers()
     _at_least(args.workers, "--workers", 1)
     _seed(args.seed)
     if args.force:

@@ -54,15 +54,25 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "dada-seg"
 
 
+def default_workers() -> int:
+    """Generator processes when none are asked for: one per CPU this process may use, at most 8 (the
+    images do not depend on the number: tests/test_benchmark.py)."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, available))
+
+
 def ensure_benchmark(
     cache_dir: str | os.PathLike | None = None,
-    workers: int = 2,
+    workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     **params,
 ) -> Path:
     """The benchmark for ``params`` (see :data:`DEFAULTS`) in ``cache_dir`` (default ``$DADA_CACHE`` or
     ``~/.cache/dada-seg``), folder ``benchmark-<hash of the parameters>``: generated when missing, reused
-    when present (complete folders only: they appear by an atomic rename)."""
+    when present (complete folders only: they appear by an atomic rename). ``workers``: generator
+    processes (default :func:`default_workers`)."""
+    if workers is None:
+        workers = default_workers()
     p = benchmark_params(**params)
     key = hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
