@@ -459,7 +459,7 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
 
     order = [k for k in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "minent", "adaptsegnet", "clan",
                          "adaptpatch", "spigan_nopi", "spigan", "dacs", "dast_class", "dast_nofusion", "dast",
-                         "dast_adv", "oracle")
+                         "dast_adv", "dast_corda", "oracle")
              if k in rows]
     order += [job.setup.key for job in jobs if job.setup.group == "table4"]
     beats, within = comparison_lines(rows, order)

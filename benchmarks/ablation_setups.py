@@ -67,6 +67,7 @@ SELFTRAINING = (
     Setup("dast", "dast (depth-ordered mix)", "dast", "selftraining"),
     Setup("dast_nofusion", "dast without fusion", "dast_nofusion", "selftraining"),
     Setup("dast_adv", "dast + DADA adv.", "dast_adv", "selftraining"),
+    Setup("dast_corda", "dast + CorDA depth weighting", "dast_corda", "selftraining"),
 )
 #: Table 1's rows in the paper's order (SPIGAN pair, AdaptSegNet, AdaptPatch, CLAN, MinEnt, AdvEnt, DADA)
 TABLE1_ORDER = ("spigan_nopi", "spigan", "adaptsegnet", "adaptpatch", "clan", "minent", "S2", "S7", "oracle")

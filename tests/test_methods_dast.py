@@ -174,3 +174,60 @@ def test_dast_adversarial_names_a_bad_input():
         load_config("benchmark_dast_adv", ["method.adversarial=[depth_aware,entropy]"])
     cfg = load_config("benchmark_v2_7_dast_adv")
     assert list(cfg.method.adversarial) == ["depth_aware"] and cfg.method.ndf == 16  # the setting's width
+
+
+def official_corda_weight(dpred, depth_u):
+    """qinenergy/corda trainUDA_synthia.py (the weight block after the pseudo-label weight), re-stated with
+    ``dpred`` for |dpred_src − dpred_tar|'s first term and 1.0 marking an invalid depth, as CorDA's."""
+    diff = torch.abs(dpred - depth_u)
+    depth_score = torch.nn.functional.relu(1. - diff / depth_u).detach() + 1e-3
+    return torch.clip(depth_score + (depth_u == 1.).float(), 0., 1.).detach()
+
+
+def test_depth_discrepancy_weight_is_cordas():
+    g = torch.Generator().manual_seed(0)
+    reference = torch.rand(2, 1, 5, 6, generator=g) * 0.8 + 0.05
+    pred = reference * (1 + torch.randn(2, 1, 5, 6, generator=g) * 0.7)
+    ours = st.depth_discrepancy_weight(pred, reference)
+    assert torch.allclose(ours, official_corda_weight(pred, reference), atol=1e-7)
+    # exact depth: weight 1; off by the depth itself or more: the floor; invalid reference: 1
+    one = torch.ones(1, 1, 1, 3)
+    assert torch.allclose(st.depth_discrepancy_weight(one * 2, one * 2), one)
+    assert torch.allclose(st.depth_discrepancy_weight(one * 5, one * 2), one * 1e-3)
+    invalid = torch.tensor([0.0, float("inf"), -1.0]).view(1, 1, 1, 3)
+    assert torch.equal(st.depth_discrepancy_weight(one, invalid), one)
+
+
+def test_dast_corda_weighting_and_mixed_depth_loss():
+    from dada import losses
+    from dada.methods.dast import DepthAwareSelfTraining
+
+    model, method = _build(DepthAwareSelfTraining, _depth=True, depth_weighting=True, lambda_depth_mix=0.001)
+    source, target = _batches(0)
+    # the step's mixed image and its weights, recomputed from the same state before the step
+    _, again = _build(DepthAwareSelfTraining, _depth=True, depth_weighting=True, lambda_depth_mix=0.001)
+    mixed = again.mix(source, target)
+    expected_depth = torch.where(mixed["mask"][:, None], source["depth"], mixed["teacher_depth"])
+    assert torch.equal(mixed["depth"], expected_depth)
+    from dada.methods.base import forward_upsampled
+
+    _, depth_mix = forward_upsampled(again.model, mixed["image"])
+    w = official_corda_weight(depth_mix, expected_depth)
+    expected_weight = mixed["weight"] * w[:, 0] / w.mean()
+    assert torch.allclose(again.mix_weight(mixed, depth_mix), expected_weight, atol=1e-6)
+    assert not torch.allclose(expected_weight, mixed["weight"])  # the weighting changes something
+
+    loss = method.train_step(source, target, 0)
+    assert set(loss) == {"seg_src", "depth_src", "seg_mix", "depth_mix"}
+    assert torch.isclose(loss["depth_mix"], losses.berhu(depth_mix, expected_depth).detach(), rtol=1e-5)
+    assert 0.0 < method.log_scalars()["mix_depth_weight"] <= 1.0
+
+
+def test_dast_corda_keys_are_checked():
+    from dada import DadaError
+    from dada.config import load_config
+
+    with pytest.raises(DadaError, match="lambda_depth_mix"):
+        load_config("benchmark_v2_7_dast_corda", ["method.lambda_depth_mix=-1"])
+    cfg = load_config("benchmark_v2_7_dast_corda")
+    assert cfg.method.depth_weighting and cfg.method.lambda_depth_mix == 0.001

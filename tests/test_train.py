@@ -41,7 +41,7 @@ def overrides(data: Path, preset: str, run_root: Path, *extra: str) -> list[str]
 #: the paper's comparison systems run end to end in tests/test_methods_engine.py (one setting each)
 COMPARISON = {"clan", "adaptpatch", "spigan", "spigan_nopi", "oracle"}
 # self-training variants: tests of their own
-VARIANTS = {"dacs_paper", "dast_class", "dast_nofusion", "dast_adv"}
+VARIANTS = {"dacs_paper", "dast_class", "dast_nofusion", "dast_adv", "dast_corda"}
 
 
 def _every_preset() -> list:
@@ -231,9 +231,9 @@ def test_cli_train_resume_list_and_errors(data, tmp_path, capsys):
     assert main(["train", "benchmark_dada", "data.source.root=null", "data.num_workers=0",
                  f"output.root={tmp_path}"]) == 2
     assert "data.source.root" in capsys.readouterr().err
-    # S1–S7, 3 aliases, MinEnt, AdaptSegNet, 5 comparison presets, 5 self-training (dacs, dast and its
-    # ladder: dast_class, dast_nofusion, dast_adv)
-    assert len(methods()) == 22
+    # S1–S7, 3 aliases, MinEnt, AdaptSegNet, 5 comparison presets, 6 self-training (dacs, dast and its
+    # ladder: dast_class, dast_nofusion, dast_adv, dast_corda)
+    assert len(methods()) == 23
 
 
 def test_presets_with_unverified_constants_say_so(tmp_path, capsys):

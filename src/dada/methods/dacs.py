@@ -165,6 +165,7 @@ class DACS(Method):
 
         mixed = self.mix(source, target)
         seg_mix, depth_mix = forward_upsampled(self.model, mixed["image"])
+        mixed["weight"] = self.mix_weight(mixed, depth_mix)
         loss["seg_mix"] = weighted_ce(seg_mix, mixed["label"], mixed["weight"])
         objective = objective + method.lambda_mix * loss["seg_mix"]
         objective = objective + self.mix_terms(mixed, seg_mix, depth_mix, loss)
@@ -242,6 +243,11 @@ class DACS(Method):
                      loss: dict[str, torch.Tensor]) -> torch.Tensor:
         """L_src (CrossEntropy2d: the mean over labelled pixels). ``dast`` adds the source berHu."""
         return self.source_objective(source, seg, depth, loss, depth_supervision=False)
+
+    def mix_weight(self, mixed: dict, depth: torch.Tensor | None) -> torch.Tensor:
+        """The per-pixel weight of the pseudo-label loss, given the student's depth on the mixed image
+        (DACS: the mixed weight map as is; ``dast``: optionally CorDA's depth-discrepancy weighting)."""
+        return mixed["weight"]
 
     def mix_terms(self, mixed: dict, seg: torch.Tensor, depth: torch.Tensor | None,
                   loss: dict[str, torch.Tensor]) -> torch.Tensor | float:

@@ -23,6 +23,22 @@ L += λ_adv·BCE(D(I(P_t) ⊙ Z_t), source) (DADA eq. 7, in the same backward as
 eq. (6) on the detached source and target maps (DADA's discriminator, width ``ndf``, Adam ``train.lr_d``),
 as :mod:`dada.methods.dada`. Any input of :data:`dada.methods.adversarial.DISCRIMINATOR_INPUTS` may be
 listed.
+
+``depth_weighting`` (default off): CorDA's depth-discrepancy weighting of the pseudo-label loss
+(Wang et al., ICCV 2021; ``qinenergy/corda`` ``trainUDA_synthia.py``), without target depth. With
+z_m = M·z_s + (1 − M)·Z_t(x_t) the depth the mixed image should have (the source's ground truth where
+pasted, the teacher's target depth elsewhere; the photometric augmentations move no pixel) and
+Z(x_m) the student's depth on the mixed image:
+
+6. w = clip(relu(1 − |Z(x_m) − z_m| / z_m) + 1e-3, 0, 1) (1 where z_m is not a valid depth), and the
+   pseudo-label loss's weight map becomes w_m · w / mean(w), detached.
+
+CorDA computes the same expression between two depth heads of the student on the mixed image, one
+trained on the source's depth and one on the target's (self-supervised stereo or video depth, which
+DADA's setting does not have); here the reference is the mix of the source's ground truth and the
+teacher's target depth, so the weight drops where the student's depth disagrees with what the mix
+should look like. ``lambda_depth_mix`` (default 0; CorDA's 0.001) adds λ·berHu(Z(x_m), z_m), CorDA's
+depth loss on the mixed image (``L_D``), to the objective.
 """
 
 from __future__ import annotations
@@ -59,10 +75,17 @@ class DepthAwareSelfTraining(DACS):
         # DADA's adversarial term on top (module docstring): discriminator inputs, e.g. [depth_aware]
         adversarial: list[str] = field(default_factory=list)
         ndf: int = 64  # the discriminators' width (DADA's, get_fc_discriminator)
+        # CorDA's depth-discrepancy weighting of the pseudo-label loss, without target depth (docstring)
+        depth_weighting: bool = False
+        depth_weight_floor: float = 1e-3  # CorDA: relu(1 − diff / depth) + 1e-3
+        lambda_depth_mix: float = 0.0  # CorDA: 0.001 · berHu on the mixed image (L_D)
 
     @classmethod
     def check_settings(cls, cfg: DictConfig) -> None:
         super().check_settings(cfg)
+        if cfg.method.lambda_depth_mix < 0 or not 0 <= cfg.method.depth_weight_floor <= 1:
+            raise DadaError(f"method.lambda_depth_mix must be ≥ 0 and method.depth_weight_floor in [0, 1]; "
+                            f"got {cfg.method.lambda_depth_mix} and {cfg.method.depth_weight_floor}")
         kinds = list(cfg.method.adversarial)
         unknown = [k for k in kinds if k not in DISCRIMINATOR_INPUTS]
         if unknown or len(set(kinds)) != len(kinds):
@@ -77,6 +100,7 @@ class DepthAwareSelfTraining(DACS):
             raise DadaError("method dast needs the depth head: set model.depth_head=true")
         super().__init__(cfg, model, device)
         self.removed = float("nan")  # the fraction of ClassMix pixels the occlusion test removed
+        self.depth_weight = float("nan")  # the mean CorDA depth weight of the last step (before normalising)
         kinds = list(cfg.method.adversarial)
         self.adversary = OutputAdversary(self, kinds, ndf=cfg.method.ndf) if kinds else None
         self.target_maps: dict[str, torch.Tensor] = {}
@@ -102,6 +126,32 @@ class DepthAwareSelfTraining(DACS):
         seg, depth = forward_upsampled(self.model, target["image"])
         self.target_maps = self.adversary.maps(seg, depth, detach=True)
         return self.adversary.fooling(self.adversary.maps(seg, depth), loss, self.cfg.train.lambda_adv)
+
+    def mix(self, source, target):
+        """DACS's mix, plus the depth the mixed image should have (z_m), when an option uses it."""
+        mixed = super().mix(source, target)
+        if self.cfg.method.depth_weighting or self.cfg.method.lambda_depth_mix > 0:
+            mixed["depth"] = torch.stack([st.one_mix(mask, depth, teacher) for mask, depth, teacher
+                                          in zip(mixed["mask"], source["depth"], mixed["teacher_depth"],
+                                                 strict=True)])
+        return mixed
+
+    def mix_weight(self, mixed, depth):
+        """w_m, or w_m · w / mean(w) with CorDA's depth weight w (docstring, 6)."""
+        if not self.cfg.method.depth_weighting:
+            return mixed["weight"]
+        weight = st.depth_discrepancy_weight(depth, mixed["depth"], self.cfg.method.depth_weight_floor)
+        mean = weight.mean()
+        self.depth_weight = float(mean)
+        return mixed["weight"] * weight[:, 0] / mean
+
+    def mix_terms(self, mixed, seg, depth, loss):
+        """λ·berHu(Z(x_m), z_m), CorDA's depth loss on the mixed image, when ``lambda_depth_mix`` > 0."""
+        lam = self.cfg.method.lambda_depth_mix
+        if lam <= 0:
+            return 0.0
+        loss["depth_mix"] = losses.berhu(depth, mixed["depth"].detach())
+        return lam * loss["depth_mix"]
 
     def after_backward(self, seg_src, depth_src, loss):
         """The discriminators' eq. (6) on the detached source and target maps."""
@@ -129,4 +179,7 @@ class DepthAwareSelfTraining(DACS):
         return mask
 
     def log_scalars(self) -> dict[str, float]:
-        return {**super().log_scalars(), "mix_removed_by_depth": self.removed}
+        scalars = {**super().log_scalars(), "mix_removed_by_depth": self.removed}
+        if self.cfg.method.depth_weighting:
+            scalars["mix_depth_weight"] = self.depth_weight
+        return scalars

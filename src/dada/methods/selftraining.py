@@ -305,6 +305,18 @@ def normalise_depth(depth: torch.Tensor) -> torch.Tensor:
     return (depth - low) / (high - low).clamp_min(torch.finfo(depth.dtype).tiny)
 
 
+def depth_discrepancy_weight(pred: torch.Tensor, reference: torch.Tensor,
+                             floor: float = 1e-3) -> torch.Tensor:
+    """CorDA's depth weight (``trainUDA_synthia.py``: ``relu(1 − diff/depth_u) + 1e-3``, clipped to
+    [0, 1], 1 where the reference depth is invalid): ``relu(1 − |pred − ref| / ref) + floor`` per pixel,
+    clipped to [0, 1]; 1 where ``ref`` is not a valid depth (non-finite or ≤ 0). No gradient."""
+    pred, reference = pred.detach(), reference.detach()
+    valid = torch.isfinite(reference) & (reference > 0)
+    safe = torch.where(valid, reference, torch.ones_like(reference))
+    score = torch.relu(1.0 - (pred - safe).abs() / safe) + floor
+    return torch.where(valid, score.clamp(0.0, 1.0), torch.ones_like(score))
+
+
 def depth_order_mask(source_depth: torch.Tensor, target_depth: torch.Tensor, margin: float,
                      foreground: float = 0.0) -> torch.Tensor:
     """DepthMix's occlusion test (``ssda`` train.py L758-767): a source pixel is in front where its
