@@ -61,3 +61,29 @@ def test_ladder_names_a_missing_or_bad_study(ladder, tmp_path, capsys):
     with pytest.raises(SystemExit):
         ladder.main(["--rung", "none"])
     assert "write NAME=FOLDER" in capsys.readouterr().err
+
+
+def test_ladder_gathers_studies_and_pairs_with_any_baseline(ladder, tmp_path, capsys):
+    preset = study(tmp_path / "preset", {"S1": [30, 31, 32], "S2": [28, 29, 30], "dacs": [33, 35, 34]})
+    other = study(tmp_path / "other", {"S2": [31, 33, 32]})  # S2 under an override; S1 and DACS unchanged
+    out = tmp_path / "l.json"
+    assert ladder.main(["--rung", f"preset={preset}", "--rung", f"other={other},{preset}:S1+dacs",
+                        "--baseline", "dacs", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["baseline"] == "dacs" and "minus_s1" not in result
+    assert result["miou"]["S2"]["other"] == [[0, 31.0], [1, 33.0], [2, 32.0]]  # the first folder's S2
+    assert result["sources"]["other"] == {"S2": str(other), "S1": str(preset), "dacs": str(preset)}
+    assert ladder.main(["--rung", f"all={other},{preset}", "--out", str(out)]) == 0  # no keys: every set-up
+    assert json.loads(out.read_text())["miou"]["S2"]["all"][0] == [0, 31.0]  # still the first folder's
+    with pytest.raises(SystemExit, match="has no set-up S7"):
+        ladder.main(["--rung", f"x={preset}:S1+S7"])
+    assert result["minus_baseline"]["S2"]["preset"]["mean"] == pytest.approx(-5.0)
+    assert result["minus_baseline"]["S2"]["other"]["mean"] == pytest.approx(-2.0)
+    assert result["minus_baseline"]["S1"]["other"]["verdict"] == "resolved: lower"
+    assert "Minus DACS of the same seed" in capsys.readouterr().out
+
+
+def test_ladder_refuses_a_missing_baseline(ladder, tmp_path):
+    one = study(tmp_path / "one", {"S1": [30, 31, 32]})
+    with pytest.raises(SystemExit, match="baseline 'dacs' is on no rung"):
+        ladder.main(["--rung", f"x={one}", "--baseline", "dacs"])
