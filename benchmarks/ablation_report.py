@@ -94,14 +94,14 @@ def run_health(out: Path, jobs: list[Job], groups: dict[str, tuple[list[dict], d
     """Per set-up, per quantity, the per-seed values of what says whether a run adapted at all: each
     discriminator and fooling loss averaged over the last half of training (``dada.demo.training_health``)
     and the source-val depth AbsRel and δ<1.25 (the loaded ``results.json``'s ``depth_quality``)."""
-    from dada.demo import training_health
+    from dada.demo import HEALTH_STATS, training_health
 
     health: dict[str, dict[str, list[float]]] = {}
     for job in jobs:
         values: dict[str, list[float]] = {}
         for results in groups[job.setup.key][0]:
             one = {k: v for k, v in training_health(run_dir(out, job, results["model"]["seed"])).items()
-                   if k.startswith(("d_", "adv_"))}
+                   if k.startswith(("d_", "adv_")) or k in HEALTH_STATS}
             quality = results.get("depth_quality") or {}
             one["depth_abs_rel"], one["depth_delta1"] = quality.get("abs_rel"), quality.get("delta1")
             for name, value in one.items():
@@ -214,16 +214,19 @@ def paired_lines(steps: list[dict], rows: dict[str, dict]) -> list[str]:
 
 
 def health_lines(health: dict[str, dict[str, list[float]]], rows: dict[str, dict]) -> list[str]:
+    from dada.demo import HEALTH_STATS
     from dada.evaluation.stats import mean_std
 
-    lines = ["| Set-up | depth AbsRel (source val) | δ<1.25 (%) | last-half losses (chance: ln 2 = 0.693) |",
-             "|---|---|---|---|"]
+    lines = ["| Set-up | depth AbsRel (source val) | δ<1.25 (%) | last-half losses (chance: ln 2 = 0.693) | "
+             "self-training, last half |", "|---|---|---|---|---|"]
     for key, values in health.items():
         absrel = _num_pm(values["depth_abs_rel"]) if "depth_abs_rel" in values else "-"
         delta = _pm(*mean_std(values["depth_delta1"])) if "depth_delta1" in values else "-"
         losses = "; ".join(f"`{name}` {_num_pm(v)}" for name, v in sorted(values.items())
                            if name.startswith(("d_", "adv_"))) or "-"
-        lines.append(f"| {rows[key]['label']} | {absrel} | {delta} | {losses} |")
+        stats = "; ".join(f"`{name}` {_num_pm(values[name])}" for name in HEALTH_STATS
+                          if name in values) or "-"
+        lines.append(f"| {rows[key]['label']} | {absrel} | {delta} | {losses} | {stats} |")
     return lines
 
 
@@ -485,8 +488,11 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
     if health:
         lines += ["", "## Depth branch and discriminators (generated)", "",
                   "Depth quality of each run's depth head on the source validation images (`results.json`'s "
-                  "`depth_quality`), and each discriminator (`d_*`) and fooling (`adv_*`) loss averaged over "
-                  "the last half of training (`metrics.jsonl`); mean ± std over seeds.", ""]
+                  "`depth_quality`), each discriminator (`d_*`) and fooling (`adv_*`) loss averaged over "
+                  "the last half of training (`metrics.jsonl`), and the self-training statistics over the "
+                  "same half (`pseudo_weight`: the fraction of target pixels the teacher is confident on, "
+                  "DACS's weight of the mixed loss; `mix_removed_by_depth`: the share of ClassMix pixels "
+                  "dast's occlusion test removes); mean ± std over seeds.", ""]
         lines += health_lines(health, rows)
     shifts = class_shifts(groups, order)
     if shifts:

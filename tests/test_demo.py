@@ -71,6 +71,23 @@ def test_training_health_reads_the_last_half_and_skips_a_partial_line(tmp_path):
     assert health == {"d_x_src": 7.0, "depth_abs_rel": 0.2}  # iterations 5..9 of 0..9
 
 
+def test_training_health_shows_the_pseudo_label_weight(tmp_path):
+    """Issue 27: the health table gains self-training's pseudo-label weight (last-half mean); a NaN
+    (dast's occlusion share before its first mix) is left out, a statistic never logged is absent."""
+    from dada.demo import health_table, training_health
+
+    lines = [json.dumps({"kind": "train", "iteration": i, "loss": {"seg_src": 1.0, "seg_mix": 0.1},
+                         "stats": {"pseudo_weight": i / 10, "mix_removed_by_depth": float("nan") if i == 9
+                                   else 0.5}}) for i in range(10)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    health = training_health(tmp_path)
+    assert health["pseudo_weight"] == pytest.approx(0.7)  # 0.5..0.9
+    assert health["mix_removed_by_depth"] == pytest.approx(0.5)
+    assert "mix_depth_weight" not in health and health["depth_abs_rel"] is None
+    table = health_table({"DACS": [tmp_path]})
+    assert "| DACS | pseudo_weight (last half) | 0.700 |" in table and "pseudo-label weight" in table
+
+
 def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path, cache):
     (tmp_path / "mine.txt").write_text("precious")
     with pytest.raises(DadaError, match="not a demo folder"):
