@@ -73,6 +73,25 @@ def test_figures_written_and_readable(tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
+def test_training_curves_plot_the_pseudo_label_weight(tmp_path):
+    """Self-training's statistics get panels of their own (NaN and unlisted stats left out), so a teacher
+    that is never confident shows in the figure, not only in the health table."""
+    metrics = tmp_path / "metrics.jsonl"
+    records = [{"kind": "train", "iteration": i, "loss": {"seg_mix": 0.1},
+                "stats": {"pseudo_weight": i / 10, "lr_ratio": 3.0,
+                          "mix_removed_by_depth": float("nan") if i else 0.8}} for i in range(10)]
+    metrics.write_text("".join(json.dumps(record) + "\n" for record in records))
+    series = figures.stat_series(figures.read_metrics(metrics))
+    assert set(series) == {"pseudo_weight", "mix_removed_by_depth"}
+    assert series["pseudo_weight"] == (list(range(10)), [i / 10 for i in range(10)])
+    assert series["mix_removed_by_depth"] == ([0], [0.8])
+    with_stats = read_back(figures.training_curves(metrics, tmp_path / "with.png"))
+    metrics.write_text("".join(json.dumps({"kind": "train", "iteration": i, "loss": {"seg_mix": 0.1}}) + "\n"
+                               for i in range(10)))
+    without = read_back(figures.training_curves(metrics, tmp_path / "without.png"))
+    assert with_stats.shape[1] > without.shape[1]  # three panels in a row instead of one
+
+
 def fake_results(label, seed, miou_values, *, preset="s7", num_classes=7, depth=True, nt=None, d_gain=None,
                  fraction=1.0):
     iou = list(miou_values)

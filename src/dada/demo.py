@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from dada.errors import DadaError
+from dada.evaluation.figures import STAT_PANELS
 from dada.evaluation.stats import mean_std, pm
 
 #: The demo's setting: the benchmark's version 2 with the paper's 7-class headline (issue 26; the recipe
@@ -93,8 +94,8 @@ def _prepare_benchmark(cfg) -> None:
 
 #: self-training's logged statistics that the health table shows (last-half means): the pseudo-label weight
 #: (the fraction of confident target pixels, DACS's q), and dast's share of ClassMix pixels removed by the
-#: occlusion test and its mean CorDA depth weight
-HEALTH_STATS = ("pseudo_weight", "mix_removed_by_depth", "mix_depth_weight")
+#: occlusion test and its mean CorDA depth weight (the training-curve figure plots them)
+HEALTH_STATS = STAT_PANELS
 
 
 def training_health(run_dir: Path) -> dict[str, float | None]:

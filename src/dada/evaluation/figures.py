@@ -257,17 +257,43 @@ def loss_series(records: Sequence[Mapping]) -> dict[str, tuple[list[int], list[f
     return series
 
 
+#: logged statistics (a train record's ``"stats"``) that get a panel of their own: self-training's
+#: pseudo-label weight (DACS's q), dast's share of ClassMix pixels removed by the occlusion test and its
+#: mean CorDA depth weight; the health tables show their last-half means (``dada.demo.training_health``)
+STAT_PANELS = ("pseudo_weight", "mix_removed_by_depth", "mix_depth_weight")
+
+
+def stat_series(records: Sequence[Mapping], names: Sequence[str] = STAT_PANELS
+                ) -> dict[str, tuple[list[int], list[float]]]:
+    """``{name: (iterations, values)}`` of the finite values of ``names`` in the train records' ``stats``."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for record in records:
+        stats = record.get("stats")
+        if ("iteration" not in record or record.get("kind", "train") != "train"
+                or not isinstance(stats, Mapping)):
+            continue
+        for name in names:
+            value = stats.get(name)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                its, vals = series.setdefault(name, ([], []))
+                its.append(int(record["iteration"]))
+                vals.append(float(value))
+    return series
+
+
 def training_curves(metrics_path: str | os.PathLike, path: str | os.PathLike,
                     title: str | None = None) -> Path:
-    """Loss curves (one panel per loss, log scale when positive) and the validation mIoU if logged."""
+    """Loss curves (one panel per loss, log scale when positive), the self-training statistics of
+    :data:`STAT_PANELS` when logged (linear scale) and the validation mIoU if logged."""
     records = read_metrics(metrics_path)
     series = loss_series(records)
+    stats = stat_series(records)
     evals = [(int(r["iteration"]), float(r["miou"])) for r in records
              if r.get("kind") == "eval" and isinstance(r.get("miou"), (int, float))
              and math.isfinite(r["miou"])]
     if not series and not evals:
         raise DadaError(f"{metrics_path}: no training records with an iteration and losses to plot")
-    panels = list(series) + (["val mIoU"] if evals else [])
+    panels = list(series) + list(stats) + (["val mIoU"] if evals else [])
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
     figure = _new_figure(4.2 * columns, 2.9 * rows + 0.4)
@@ -277,6 +303,11 @@ def training_curves(metrics_path: str | os.PathLike, path: str | os.PathLike,
             its, vals = zip(*evals, strict=True)
             axis.plot(its, [100 * v for v in vals], marker="o", color="tab:green")
             axis.set_ylabel("mIoU (%)")
+        elif name in stats and name not in series:
+            its, vals = stats[name]
+            axis.plot(its, vals, linewidth=1.0, color="tab:purple", marker="o" if len(vals) < 30 else None,
+                      markersize=3)
+            axis.set_ylim(-0.02, 1.02)  # shares and weights in [0, 1]
         else:
             its, vals = series[name]
             axis.plot(its, vals, linewidth=1.0, marker="o" if len(vals) < 30 else None, markersize=3)
