@@ -83,19 +83,21 @@ def test_dast_errors_name_the_key():
         _build(DepthAwareSelfTraining, _depth=False)
 
 
-def test_dast_resumes_bit_identically(tmp_path):
+@pytest.mark.parametrize("options", [{}, {"depth_weighting": True, "lambda_depth_mix": 0.001}],
+                         ids=["dast", "dast_corda"])
+def test_dast_resumes_bit_identically(tmp_path, options):
     from dada.engine.checkpoint import rng_state, set_rng_state
     from dada.methods.dast import DepthAwareSelfTraining
 
-    model, method = _build(DepthAwareSelfTraining, _depth=True)
+    model, method = _build(DepthAwareSelfTraining, _depth=True, **options)
     straight = _train(model, method, 0, 4)
     reference = method.state_dict()
-    model, method = _build(DepthAwareSelfTraining, _depth=True)
+    model, method = _build(DepthAwareSelfTraining, _depth=True, **options)
     _train(model, method, 0, 2)
     torch.save({"model": model.state_dict(), "method": method.state_dict(), "rng": rng_state()},
                tmp_path / "c.pt")
     saved = torch.load(tmp_path / "c.pt", weights_only=True)
-    model, method = _build(DepthAwareSelfTraining, saved, _depth=True)
+    model, method = _build(DepthAwareSelfTraining, saved, _depth=True, **options)
     set_rng_state(saved["rng"])
     second = _train(model, method, 2, 4)
     assert ([float(v) for x in second for v in x.values()]
