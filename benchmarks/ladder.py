@@ -124,7 +124,7 @@ def markdown(result: dict) -> list[str]:
                 mark = {"resolved: higher": " ▲", "resolved: lower": " ▼"}.get(cell["verdict"], "")
                 row.append(f"{cell['mean']:+.1f} ± {cell['std']:.1f}{mark}")
         lines.append(f"| {result['labels'][key]} | " + " | ".join(row) + " |")
-    lines += ["", f"▲ / ▼: resolved higher / lower than {base}."]
+    lines += ["", f"▲ / ▼: resolved higher / lower than {base.rstrip('.')}."]
     return lines
 
 
