@@ -94,14 +94,15 @@ def run_health(out: Path, jobs: list[Job], groups: dict[str, tuple[list[dict], d
     """Per set-up, per quantity, the per-seed values of what says whether a run adapted at all: each
     discriminator and fooling loss averaged over the last half of training (``dada.demo.training_health``)
     and the source-val depth AbsRel and δ<1.25 (the loaded ``results.json``'s ``depth_quality``)."""
-    from dada.demo import HEALTH_STATS, training_health
+    from dada.demo import training_health
+    from dada.evaluation.figures import STAT_PANELS
 
     health: dict[str, dict[str, list[float]]] = {}
     for job in jobs:
         values: dict[str, list[float]] = {}
         for results in groups[job.setup.key][0]:
             one = {k: v for k, v in training_health(run_dir(out, job, results["model"]["seed"])).items()
-                   if k.startswith(("d_", "adv_")) or k in HEALTH_STATS}
+                   if k.startswith(("d_", "adv_")) or k in STAT_PANELS}
             quality = results.get("depth_quality") or {}
             one["depth_abs_rel"], one["depth_delta1"] = quality.get("abs_rel"), quality.get("delta1")
             for name, value in one.items():
@@ -214,7 +215,7 @@ def paired_lines(steps: list[dict], rows: dict[str, dict]) -> list[str]:
 
 
 def health_lines(health: dict[str, dict[str, list[float]]], rows: dict[str, dict]) -> list[str]:
-    from dada.demo import HEALTH_STATS
+    from dada.evaluation.figures import STAT_PANELS
     from dada.evaluation.stats import mean_std
 
     lines = ["| Set-up | depth AbsRel (source val) | δ<1.25 (%) | last-half losses (chance: ln 2 = 0.693) | "
@@ -224,7 +225,7 @@ def health_lines(health: dict[str, dict[str, list[float]]], rows: dict[str, dict
         delta = _pm(*mean_std(values["depth_delta1"])) if "depth_delta1" in values else "-"
         losses = "; ".join(f"`{name}` {_num_pm(v)}" for name, v in sorted(values.items())
                            if name.startswith(("d_", "adv_"))) or "-"
-        stats = "; ".join(f"`{name}` {_num_pm(values[name])}" for name in HEALTH_STATS
+        stats = "; ".join(f"`{name}` {_num_pm(values[name])}" for name in STAT_PANELS
                           if name in values) or "-"
         lines.append(f"| {rows[key]['label']} | {absrel} | {delta} | {losses} | {stats} |")
     return lines

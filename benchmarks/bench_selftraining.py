@@ -45,15 +45,11 @@ def measure(setting: str, method: str, iters: int, warmup: int, device: str) -> 
                             feature_fusion=cfg.model.feature_fusion, bn_mode=cfg.model.bn_mode,
                             output_stride=cfg.model.output_stride).to(dev).train()
     trainer_method = CLASSES[cfg.method.name](cfg, model, dev)
-    n_s, n_t = cfg.data.source.batch_size, cfg.data.target.batch_size
-    size_s, size_t = batch_size_of(cfg, "source"), batch_size_of(cfg, "target")
     g = torch.Generator().manual_seed(0)
 
     def batches():
-        source = {"image": torch.randn(n_s, 3, *size_s, generator=g).to(dev),
-                  "label": torch.randint(0, cfg.model.num_classes, (n_s, *size_s), generator=g).to(dev),
-                  "depth": (torch.rand(n_s, 1, *size_s, generator=g) + 0.1).to(dev)}
-        return source, {"image": torch.randn(n_t, 3, *size_t, generator=g).to(dev)}
+        source, target = random_batches(cfg, g)
+        return {k: v.to(dev) for k, v in source.items()}, {"image": target["image"].to(dev)}
 
     for i in range(warmup):
         trainer_method.train_step(*batches(), i)
@@ -70,8 +66,23 @@ def measure(setting: str, method: str, iters: int, warmup: int, device: str) -> 
         seconds += time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    source, target = data
     return {"method": method, "s_per_iter": seconds / iters, "peak_mib": peak,
-            "source_batch": [n_s, *size_s], "target_batch": [n_t, *size_t]}
+            "source_batch": [source["image"].shape[0], *source["image"].shape[2:]],
+            "target_batch": [target["image"].shape[0], *target["image"].shape[2:]]}
+
+
+def random_batches(cfg, generator) -> tuple[dict, dict]:
+    """A source batch (image, label, inverse depth) and a target batch (image) on the CPU, of the batch
+    sizes and image sizes the preset ``cfg`` trains on (:func:`batch_size_of`)."""
+    import torch
+
+    n_s, n_t = cfg.data.source.batch_size, cfg.data.target.batch_size
+    size_s, size_t = batch_size_of(cfg, "source"), batch_size_of(cfg, "target")
+    source = {"image": torch.randn(n_s, 3, *size_s, generator=generator) * 50,
+              "label": torch.randint(0, cfg.model.num_classes, (n_s, *size_s), generator=generator),
+              "depth": torch.rand(n_s, 1, *size_s, generator=generator) * 30 + 0.1}
+    return source, {"image": torch.randn(n_t, 3, *size_t, generator=generator) * 50}
 
 
 def batch_size_of(cfg, part: str) -> tuple[int, int]:

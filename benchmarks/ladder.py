@@ -149,10 +149,11 @@ def main(argv=None) -> int:
     names = [name for name, _ in args.rung]
     if len(set(names)) != len(names):
         parser.error(f"--rung: a rung named twice ({', '.join(names)})")
-    result = ladder({name: load_rung(folders) for name, folders in args.rung}, args.baseline)
+    rungs = {name: load_rung(folders) for name, folders in args.rung}
+    result = ladder(rungs, args.baseline)
     result["folders"] = {name: [str(folder) for folder in folders] for name, folders in args.rung}
-    result["sources"] = {name: {key: setup["folder"] for key, setup in load_rung(folders).items()}
-                         for name, folders in args.rung}
+    result["sources"] = {name: {key: setup["folder"] for key, setup in setups.items()}
+                         for name, setups in rungs.items()}
     lines = markdown(result)
     print("\n".join(lines))
     if args.out:

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_selftraining import random_batches  # noqa: E402
 
 
 def main() -> None:
@@ -34,24 +38,13 @@ def main() -> None:
     from dada.config import load_config
     from dada.engine import Trainer
 
-    sys_path = Path(__file__).resolve().parent
-    import sys
-
-    sys.path.insert(0, str(sys_path))
-    from bench_selftraining import batch_size_of
-
     cfg = load_config(args.preset, ["model.pretrained=none", "train.progress=false",
                                     f"train.precision={args.precision}", *args.overrides])
     trainer = Trainer(cfg)
     device = trainer.device
     cuda = device.type == "cuda"
-    g = torch.Generator().manual_seed(0)
-    n_s, n_t = cfg.data.source.batch_size, cfg.data.target.batch_size
-    (hs, ws), (ht, wt) = batch_size_of(cfg, "source"), batch_size_of(cfg, "target")
-    source = {"image": torch.randn(n_s, 3, hs, ws, generator=g) * 50,
-              "label": torch.randint(0, cfg.model.num_classes, (n_s, hs, ws), generator=g),
-              "depth": torch.rand(n_s, 1, hs, ws, generator=g) * 30 + 0.1}
-    target = {"image": torch.randn(n_t, 3, ht, wt, generator=g) * 50}
+    source, target = random_batches(cfg, torch.Generator().manual_seed(0))
+    (n_s, _, hs, ws), (n_t, _, ht, wt) = source["image"].shape, target["image"].shape
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(args.warmup):
         trainer.train_step(source, target)

@@ -65,6 +65,7 @@ def test_cuda_parity_says_it_needs_a_gpu():
     assert done.returncode != 0 and "no CUDA device" in done.stderr
 
 
-def test_generator_workers_default_to_the_usable_cpus():
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert default_workers() == max(1, min(8, usable))
+@pytest.mark.parametrize("cpus,workers", [(1, 1), (2, 2), (16, 8)])
+def test_generator_workers_default_to_the_usable_cpus_at_most_8(monkeypatch, cpus, workers):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert default_workers() == workers

@@ -92,16 +92,10 @@ def _prepare_benchmark(cfg) -> None:
     _say(f"benchmark: {folder} (preview: {folder / 'preview.png'})")
 
 
-#: self-training's logged statistics that the health table shows (last-half means): the pseudo-label weight
-#: (the fraction of confident target pixels, DACS's q), and dast's share of ClassMix pixels removed by the
-#: occlusion test and its mean CorDA depth weight (the training-curve figure plots them)
-HEALTH_STATS = STAT_PANELS
-
-
 def training_health(run_dir: Path) -> dict[str, float | None]:
     """What says whether a run adapted at all: the mean of each discriminator and fooling loss over the
     last half of its iterations (``metrics.jsonl``; chance is ln 2 = 0.693), the same mean of the
-    self-training statistics of :data:`HEALTH_STATS` it logged (the pseudo-label weight: a teacher that is
+    self-training statistics of :data:`STAT_PANELS` it logged (the pseudo-label weight: a teacher that is
     never confident gives the mixed loss no weight) and the depth AbsRel on the source validation images
     (``results.json``; None without a depth head)."""
     from dada.evaluation.figures import read_metrics
@@ -115,7 +109,7 @@ def training_health(run_dir: Path) -> dict[str, float | None]:
         for name in sorted({k for loss in late for k in loss if k.startswith(("d_", "adv_"))}):
             health[name] = statistics.fmean(loss[name] for loss in late if name in loss)
         stats = [r.get("stats") or {} for r in records if r["iteration"] >= half]
-        for name in HEALTH_STATS:
+        for name in STAT_PANELS:
             values = [s[name] for s in stats
                       if isinstance(s.get(name), (int, float)) and math.isfinite(s[name])]
             if values:
@@ -141,7 +135,7 @@ def health_table(runs: dict[str, list[Path]]) -> str:
     for label, run_dirs in runs.items():
         healths = [training_health(run) for run in run_dirs]
         for name in sorted({k for h in healths for k in h if k != "depth_abs_rel"}):
-            shown = f"{name} (last half)" if name in HEALTH_STATS else name
+            shown = f"{name} (last half)" if name in STAT_PANELS else name
             rows.append(f"| {label} | {shown} | {cell([h.get(name) for h in healths])} |")
         rows.append(f"| {label} | depth AbsRel (source val) | "
                     f"{cell([h.get('depth_abs_rel') for h in healths])} |")

@@ -131,9 +131,7 @@ class DepthAwareSelfTraining(DACS):
         """DACS's mix, plus the depth the mixed image should have (z_m), when an option uses it."""
         mixed = super().mix(source, target)
         if self.cfg.method.depth_weighting or self.cfg.method.lambda_depth_mix > 0:
-            mixed["depth"] = torch.stack([st.one_mix(mask, depth, teacher) for mask, depth, teacher
-                                          in zip(mixed["mask"], source["depth"], mixed["teacher_depth"],
-                                                 strict=True)])
+            mixed["depth"] = st.one_mix(mixed["mask"], source["depth"], mixed["teacher_depth"])
         return mixed
 
     def mix_weight(self, mixed, depth):
