@@ -400,13 +400,15 @@ def write_report(doc: Path, out: Path, jobs: list[Job], skipped: dict, the_plan:
     lines += [f"Note: {job.setup.label}: {job.note}." for job in notes] + ([""] if notes else [])
 
     table1 = [k for k in TABLE1_ORDER if k in rows]
-    lines += ["## Table 1 layout: per-class IoU (%)", ""]
-    lines += paper_table([{**rows[k], "label": f"{dagger(k, rows[k]['label'])} (n={len(rows[k]['runs'])})"}
-                          for k in table1], class_names, num_classes)
-    lines += unverified_footnote(table1)
-    paper1 = [f"{rows[k]['label']} {v[0] if v[0] is not None else '-'} / {v[1]}"
-              for k, v in PAPER_TABLE1.items() if k in rows]
-    lines += ["", "Paper (Synthia→Cityscapes, mIoU / mIoU*): " + "; ".join(paper1) + ".", ""]
+    if table1:  # a study of source only and self-training alone has no Table 1 row
+        lines += ["## Table 1 layout: per-class IoU (%)", ""]
+        labelled = [{**rows[k], "label": f"{dagger(k, rows[k]['label'])} (n={len(rows[k]['runs'])})"}
+                    for k in table1]
+        lines += paper_table(labelled, class_names, num_classes)
+        lines += unverified_footnote(table1)
+        paper1 = [f"{rows[k]['label']} {v[0] if v[0] is not None else '-'} / {v[1]}"
+                  for k, v in PAPER_TABLE1.items() if k in rows]
+        lines += ["", "Paper (Synthia→Cityscapes, mIoU / mIoU*): " + "; ".join(paper1) + ".", ""]
     selftraining = [k for k in SELFTRAINING_ORDER if k in rows]
     if any(job.setup.group == "selftraining" for job in jobs):  # beyond the paper: self-training beside
         # source only, DADA and the oracle, per class

@@ -105,6 +105,7 @@ def test_small_study_end_to_end(ablation, tmp_path, monkeypatch, capsys):
     table4 = ["--sets", "table4", "--only", "S7_frac10", "--seeds", "1", "--report-only"]
     assert ablation.main([*argv[2:], *table4]) == 0
     assert "Table 4" in doc.read_text()
+    assert "Table 1 layout" not in doc.read_text()  # no Table 1 row: no empty table, no empty paper line
     assert cv2.imread(str(doc.parent / "figures" / "results" / "training_curves.png")) is not None
     # a self-training run (S1's stands in for DACS here) gets the per-class self-training table
     shutil.copytree(out / "runs" / "S1" / "seed0", out / "runs" / "dacs" / "seed0")

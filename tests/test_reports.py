@@ -92,6 +92,29 @@ def test_training_curves_plot_the_pseudo_label_weight(tmp_path):
     assert with_stats.shape[1] > without.shape[1]  # three panels in a row instead of one
 
 
+
+def test_the_study_overlay_keeps_the_pseudo_label_weight(tmp_path):
+    """The study reports' overlay plots the self-training statistics beside the losses, and keeps them when
+    there are more losses than panels (a DACS run next to adversarial runs)."""
+    dacs, adv = tmp_path / "dacs.jsonl", tmp_path / "adv.jsonl"
+    def write(path, loss, stats=None):
+        records = [{"kind": "train", "iteration": i, "loss": loss, **({"stats": stats(i)} if stats else {})}
+                   for i in range(10)]
+        path.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+    write(dacs, {"seg_src": 1.0, "seg_mix": 0.5}, lambda i: {"pseudo_weight": i / 10})
+    write(adv, {"seg_src": 1.0, **{f"d_loss_{k}": 0.7 for k in range(14)}})
+    runs = {"DACS": dacs, "AdvEnt": adv}
+    curves = {label: figures.read_metrics(path) for label, path in runs.items()}
+    series = {label: figures.loss_series(records) for label, records in curves.items()}
+    stats = {label: figures.stat_series(records) for label, records in curves.items()}
+    panels = figures.overlay_panels(series, stats, with_evals=True, max_panels=12)
+    assert len(panels) == 12 and panels[0] == "seg_src" and panels[-2:] == ["pseudo_weight", "val mIoU"]
+    without = figures.overlay_panels(series, {"AdvEnt": stats["AdvEnt"]}, with_evals=False)
+    assert "pseudo_weight" not in without and len(without) == 12
+    with_stats = read_back(figures.training_curves_overlay(runs, tmp_path / "overlay.png"))
+    assert with_stats.ndim == 3 and with_stats.std() > 0
+
 def fake_results(label, seed, miou_values, *, preset="s7", num_classes=7, depth=True, nt=None, d_gain=None,
                  fraction=1.0):
     iou = list(miou_values)

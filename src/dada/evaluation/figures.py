@@ -324,23 +324,34 @@ def training_curves(metrics_path: str | os.PathLike, path: str | os.PathLike,
     return save_figure(figure, path)
 
 
-def training_curves_overlay(runs: Mapping[str, str | os.PathLike], path: str | os.PathLike,
-                            title: str | None = None, max_panels: int = 9) -> Path:
-    """The losses of several runs on shared panels (one panel per loss name, one line per run; the
-    validation mIoU as a last panel when logged): ``runs`` maps a label to a ``metrics.jsonl``. Loss names
-    logged by the most runs come first; at most ``max_panels`` panels."""
-    curves = {label: read_metrics(metrics) for label, metrics in runs.items()}
-    series = {label: loss_series(records) for label, records in curves.items()}
+def overlay_panels(series: Mapping[str, Mapping], stats: Mapping[str, Mapping], with_evals: bool,
+                   max_panels: int = 12) -> list[str]:
+    """The panels of :func:`training_curves_overlay`: the loss names logged by the most runs first, then
+    the self-training statistics of :data:`STAT_PANELS` any run logged (kept when losses must be dropped:
+    a teacher that is never confident should show beside the set-ups that adapt), then the validation
+    mIoU; at most ``max_panels``."""
     counts: dict[str, int] = {}
     for losses in series.values():
         for name in losses:
             counts[name] = counts.get(name, 0) + 1
     names = sorted(counts, key=lambda n: (-counts[n], n))
+    stat_names = [name for name in STAT_PANELS if any(name in run for run in stats.values())]
+    tail = stat_names + (["val mIoU"] if with_evals else [])
+    return (names[:max(0, max_panels - len(tail))] + tail)[:max_panels]
+
+
+def training_curves_overlay(runs: Mapping[str, str | os.PathLike], path: str | os.PathLike,
+                            title: str | None = None, max_panels: int = 12) -> Path:
+    """The losses and self-training statistics of several runs on shared panels (one panel per name, one
+    line per run; the validation mIoU as a last panel when logged): ``runs`` maps a label to a
+    ``metrics.jsonl``; the panels as :func:`overlay_panels` chooses them."""
+    curves = {label: read_metrics(metrics) for label, metrics in runs.items()}
+    series = {label: loss_series(records) for label, records in curves.items()}
+    stats = {label: stat_series(records) for label, records in curves.items()}
     evals = {label: [(int(r["iteration"]), 100 * float(r["miou"])) for r in records
                      if r.get("kind") == "eval" and isinstance(r.get("miou"), (int, float))
                      and math.isfinite(r["miou"])] for label, records in curves.items()}
-    panels = names[:max_panels - 1 if any(evals.values()) else max_panels]
-    panels += ["val mIoU"] if any(evals.values()) else []
+    panels = overlay_panels(series, stats, any(evals.values()), max_panels)
     if not panels:
         raise DadaError(f"{', '.join(str(m) for m in runs.values())}: no training records to plot")
     from matplotlib import colormaps
@@ -353,7 +364,8 @@ def training_curves_overlay(runs: Mapping[str, str | os.PathLike], path: str | o
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, name in zip(axes, panels, strict=False):
         for label in runs:
-            points = evals[label] if name == "val mIoU" else list(zip(*series[label].get(name, ([], [])),
+            source = stats[label] if name in STAT_PANELS else series[label]
+            points = evals[label] if name == "val mIoU" else list(zip(*source.get(name, ([], [])),
                                                                      strict=True))
             if points:
                 its, vals = zip(*points, strict=True)
