@@ -92,11 +92,11 @@ def test_training_curves_plot_the_pseudo_label_weight(tmp_path):
     assert with_stats.shape[1] > without.shape[1]  # three panels in a row instead of one
 
 
-
 def test_the_study_overlay_keeps_the_pseudo_label_weight(tmp_path):
     """The study reports' overlay plots the self-training statistics beside the losses, and keeps them when
     there are more losses than panels (a DACS run next to adversarial runs)."""
     dacs, adv = tmp_path / "dacs.jsonl", tmp_path / "adv.jsonl"
+
     def write(path, loss, stats=None):
         records = [{"kind": "train", "iteration": i, "loss": loss, **({"stats": stats(i)} if stats else {})}
                    for i in range(10)]
@@ -114,6 +114,7 @@ def test_the_study_overlay_keeps_the_pseudo_label_weight(tmp_path):
     assert "pseudo_weight" not in without and len(without) == 12
     with_stats = read_back(figures.training_curves_overlay(runs, tmp_path / "overlay.png"))
     assert with_stats.ndim == 3 and with_stats.std() > 0
+
 
 def fake_results(label, seed, miou_values, *, preset="s7", num_classes=7, depth=True, nt=None, d_gain=None,
                  fraction=1.0):
