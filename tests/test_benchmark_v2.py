@@ -143,6 +143,38 @@ def test_version_2_images_do_not_depend_on_the_cpus_simd(tmp_path):
         assert np.array_equal(best[key], baseline[key]), (key, found)
 
 
+def test_generator_3_stays_reachable_and_differs_from_4_by_one_level_at_most(monkeypatch):
+    """The study's generator "3" (float32 haze and tone curve) is data.benchmark.generator=3: the same scenes,
+    labels and depth as "4", images within one level, its float32 math (the reason for "4") kept."""
+    from dada.benchmark import shading
+
+    dtypes = []
+    real_power = np.power
+
+    def power(x, *args, **kwargs):
+        dtypes.append(x.dtype)
+        return real_power(x, *args, **kwargs)
+
+    monkeypatch.setattr(shading.np, "power", power)
+    for domain in ("source", "target_val"):
+        rgb3, geo3, _ = bw.generate(3, domain, 0, SIZE, version=2, generator="3")
+        rgb4, geo4, _ = bw.generate(3, domain, 0, SIZE, version=2)
+        assert np.array_equal(geo3.label, geo4.label) and np.array_equal(geo3.depth, geo4.depth)
+        assert np.abs(rgb3.astype(int) - rgb4).max() <= 1
+        if domain == "source":  # no camera pipeline, so no exp or power: identical
+            assert np.array_equal(rgb3, rgb4)
+    assert dtypes == [np.float32, np.float64]  # the target's tone curve: float32 in "3", float64 in "4"
+
+
+def test_the_generator_names_the_cache_folder_as_the_study_did():
+    """generator "3"'s parameters are the ones the study's cache folders were keyed by (generator_version "3",
+    no other key), so its folders are found again; the default is "4"."""
+    p3 = bm.benchmark_params(version=2, shift="none", generator=3)
+    p4 = bm.benchmark_params(version=2, shift="none")
+    assert p3 == {**p4, "generator_version": "3"} and p4["generator_version"] == "4"
+    assert bm.benchmark_params(version=2, generator="4") == bm.benchmark_params(version=2)
+
+
 def test_version_1_parameters_and_cache_key_are_unchanged():
     assert bm.benchmark_params() == {"seed": 0, "num_source": 1000, "num_target_train": 1000,
                                      "num_target_val": 250, "size": [128, 256], "generator_version": "2"}
@@ -156,6 +188,8 @@ def test_version_1_parameters_and_cache_key_are_unchanged():
     (dict(version=2, shift="half"), "shift"),
     (dict(version=1, shift="none"), "version=2"),
     (dict(version=2, fog=5), "fog"),
+    (dict(version=2, generator="5"), "generator must be one of 4|3"),
+    (dict(version=1, generator="3"), "generator must be one of 2 for version 1"),
 ])
 def test_bad_version_options_are_clear_errors(params, words):
     with pytest.raises(DadaError, match=words):
@@ -227,9 +261,10 @@ def test_cli_make_benchmark_version_2(tmp_path, capsys):
     out = tmp_path / "b"
     assert main(["make-benchmark", str(out), "--version", "2", "--shift", "appearance", "--num-source", "2",
                  "--num-target-train", "1", "--num-target-val", "1", "--size", "64", "128",
-                 "--workers", "1"]) == 0
+                 "--workers", "1", "--generator", "3"]) == 0
     info = json.loads((out / "benchmark.json").read_text())
     assert info["benchmark_version"] == 2 and info["params"]["shift"] == "appearance"
+    assert info["generator_version"] == "3"
 
 
 def test_fingerprint_script_prints_and_writes_the_fingerprint(tmp_path, capsys):

@@ -65,6 +65,9 @@ def _add_make_benchmark(sub: argparse._SubParsersAction) -> None:
                         "world, the target's rendering) or full (default)")
     p.add_argument("--fog", type=float, default=0, metavar="METRES",
                    help="version 2: fog in the target, its visibility in metres (default 0: clear day)")
+    p.add_argument("--generator", default=None, metavar="G",
+                   help="version 2: the generator, 4 (default, the same images on every CPU) or 3 (the one "
+                        "the published study used; docs/benchmark.md 'Machine independence')")
     p.add_argument("--num-source", type=int, default=None, metavar="N",
                    help=f"source (SYNTHIA-like) images; every 10th is listed in val.txt "
                         f"({default('num_source')})")
@@ -109,7 +112,7 @@ def _run_make_benchmark(args: argparse.Namespace) -> int:
                              num_target_train=args.num_target_train, num_target_val=args.num_target_val,
                              size=tuple(args.size), workers=args.workers, overwrite=args.force,
                              version=args.version, shift=args.shift, fog=args.fog,
-                             progress=lambda done, _total: bar.update(done - bar.n))
+                             generator=args.generator, progress=lambda done, _total: bar.update(done - bar.n))
     seconds = time.perf_counter() - start
     print(f"benchmark: {total} images in {seconds:.1f} s ({total / seconds:.1f} img/s); "
           f"source {out / 'source'}, target {out / 'target'}, preview {out / 'preview.png'}, "

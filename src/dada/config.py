@@ -99,6 +99,7 @@ class BenchmarkConfig:
     version: int | None = None  # 1 (default: the generator of the earlier results) | 2
     shift: str | None = None  # version 2's ladder: none | appearance | content | full (default)
     fog: float | None = None  # version 2, optional: target visibility in metres (null/0: clear day)
+    generator: str | None = None  # version 2: "4" (null: the current one) | "3" (the study's images)
     seed: int | None = None
     num_source: int | None = None
     num_target_train: int | None = None

@@ -19,10 +19,12 @@ from dada.benchmark.writer import (
     DEFAULTS_V2,
     GENERATOR_VERSION,
     GENERATOR_VERSIONS,
+    GENERATORS,
     SHIFTS,
     generate_sample,
     make_benchmark,
 )
 
-__all__ = ["DEFAULTS", "DEFAULTS_V2", "GENERATOR_VERSION", "GENERATOR_VERSIONS", "SHIFTS", "benchmark_params",
-           "default_cache_dir", "ensure_benchmark", "generate_sample", "make_benchmark", "resolve_root"]
+__all__ = ["DEFAULTS", "DEFAULTS_V2", "GENERATOR_VERSION", "GENERATOR_VERSIONS", "GENERATORS", "SHIFTS",
+           "benchmark_params", "default_cache_dir", "ensure_benchmark", "generate_sample", "make_benchmark",
+           "resolve_root"]

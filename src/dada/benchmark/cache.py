@@ -14,7 +14,6 @@ from dada.benchmark.writer import (
     DEFAULTS,
     DEFAULTS_V2,
     GENERATOR_VERSION,
-    GENERATOR_VERSIONS,
     check_params,
     version_options,
 )
@@ -24,12 +23,13 @@ from dada.errors import DadaError
 def benchmark_params(**params) -> dict:
     """The full parameter set (defaults filled in) that identifies a generated benchmark. Version 1's
     (the default) has the keys it always had, so its cache folders keep their names; version 2's adds
-    ``version``, ``shift`` and ``fog`` and takes its own defaults (:data:`DEFAULTS_V2`)."""
+    ``version``, ``shift`` and ``fog`` and takes its own defaults (:data:`DEFAULTS_V2`); ``generator`` (None:
+    the version's current one) is its ``generator_version``, so a generator's folders keep their names."""
     opts = version_options(params.pop("version", None) or 1, params.pop("shift", None),
-                           params.pop("fog", None))
+                           params.pop("fog", None), params.pop("generator", None))
     unknown = set(params) - set(DEFAULTS)
     if unknown:
-        known = sorted([*DEFAULTS, "version", "shift", "fog"])
+        known = sorted([*DEFAULTS, "version", "shift", "fog", "generator"])
         raise DadaError(f"unknown benchmark parameter(s) {sorted(unknown)}; known: {known}")
     base = DEFAULTS_V2 if opts else DEFAULTS
     p = {**{k: base[k] for k in DEFAULTS}, **params}
@@ -37,7 +37,8 @@ def benchmark_params(**params) -> dict:
     p = {k: (int(v) if k != "size" else v) for k, v in p.items()}
     if not opts:
         return {**p, "generator_version": GENERATOR_VERSION}
-    return {**p, **opts, "generator_version": GENERATOR_VERSIONS[opts["version"]]}
+    generator = opts.pop("generator")  # the key names the generator as it always has: generator_version
+    return {**p, **opts, "generator_version": generator}
 
 
 def default_cache_dir() -> Path:
@@ -80,6 +81,8 @@ def ensure_benchmark(
     if (out / "benchmark.json").is_file():
         return out
     args = {k: v for k, v in p.items() if k != "generator_version"}
+    if "version" in p:  # version 2 on: the generator is a choice (version 1 has one)
+        args["generator"] = p["generator_version"]
     try:
         writer.make_benchmark(out, workers=workers, progress=progress, overwrite=False, **args)
     except DadaError:

@@ -46,6 +46,10 @@ GENERATOR_VERSION = "2"
 #: code paths): a few target pixels moved by 1/255 from one machine to another; "4" computes them in
 #: float64 and is the same on every CPU dispatch (tests/test_benchmark_v2.py)
 GENERATOR_VERSIONS = {1: GENERATOR_VERSION, 2: "4"}
+#: every generator a benchmark version can still be drawn with (``data.benchmark.generator``), the current
+#: one first: version 2's "3" stays reachable so that the study made with it can be repeated (its images
+#: are reproduced byte for byte on a CPU with the same numpy code paths; docs/benchmark.md)
+GENERATORS = {1: (GENERATOR_VERSION,), 2: ("4", "3")}
 #: the parameters of benchmark version 1 (the default version)
 DEFAULTS = dict(seed=0, num_source=1000, num_target_train=1000, num_target_val=250, size=(128, 256))
 #: the parameters of benchmark version 2 (docs/benchmark.md "Version 2"): 256×512, the shift ladder
@@ -69,12 +73,14 @@ def image_rng(seed: int, domain: str, index: int) -> np.random.Generator:
 
 
 def generate(seed: int, domain: str, index: int, size: tuple[int, int], version: int = 1,
-             shift: str = "full", fog: float = 0) -> tuple[np.ndarray, Geometry, Scene]:
+             shift: str = "full", fog: float = 0,
+             generator: str | None = None) -> tuple[np.ndarray, Geometry, Scene]:
     """(rgb uint8 H×W×3, geometry, scene) of one image of ``domain`` (source | target_train | target_val).
 
     Version 2's ``shift`` picks, for the source, the world and camera (the source's for ``content`` and
     ``full``, else the target's) and the rendering (the source's for ``appearance`` and ``full``, else the
-    target's); the target is always the target. ``fog`` (visibility in metres, 0 none) is version 2's."""
+    target's); the target is always the target. ``fog`` (visibility in metres, 0 none) is version 2's, as
+    is ``generator`` (None: the current one, :data:`GENERATOR_VERSIONS`; "3": the study's, float32 math)."""
     rng = image_rng(seed, domain, index)
     source = domain == "source"
     if version == 1:
@@ -85,14 +91,14 @@ def generate(seed: int, domain: str, index: int, size: tuple[int, int], version:
     world = SOURCE_STYLE_V2 if source and shift in ("content", "full") else TARGET_STYLE_V2
     look = "source" if source and shift in ("appearance", "full") else "target"
     scene = sample_scene(rng, world, tuple(size))
-    rgb, geo = render_v2(scene, rng, look, fog=fog)
+    rgb, geo = render_v2(scene, rng, look, fog=fog, float32_math=generator == "3")
     return rgb, geo, scene
 
 
 def generate_sample(seed: int, domain: str, index: int, size: tuple[int, int], version: int = 1,
-                    shift: str = "full", fog: float = 0):
+                    shift: str = "full", fog: float = 0, generator: str | None = None):
     """(rgb uint8 H×W×3, geometry) of one image of ``domain`` (source | target_train | target_val)."""
-    rgb, geo, _ = generate(seed, domain, index, size, version, shift, fog)
+    rgb, geo, _ = generate(seed, domain, index, size, version, shift, fog, generator)
     return rgb, geo
 
 
@@ -189,9 +195,10 @@ def check_params(num_source: int, num_target_train: int, num_target_val: int, si
     return h, w
 
 
-def version_options(version, shift, fog) -> dict:
+def version_options(version, shift, fog, generator=None) -> dict:
     """The generator options of ``version`` (1 or 2), checked: ``{}`` for version 1 (whose only shift is
-    ``full``), else ``{"version": 2, "shift": ..., "fog": ...}``."""
+    ``full`` and only generator "2"), else ``{"version": 2, "shift": ..., "fog": ..., "generator": ...}``
+    (``generator`` None: the version's current one)."""
     try:
         version = int(version)
     except (TypeError, ValueError):
@@ -205,6 +212,10 @@ def version_options(version, shift, fog) -> dict:
         fog = float(fog or 0)
     except (TypeError, ValueError):
         raise DadaError(f"data.benchmark.fog must be a visibility in metres (0: none), got {fog!r}") from None
+    generator = GENERATOR_VERSIONS[version] if generator is None else str(generator)
+    if generator not in GENERATORS[version]:
+        raise DadaError(f"data.benchmark.generator must be one of {'|'.join(GENERATORS[version])} for "
+                        f"version {version} (null: {GENERATOR_VERSIONS[version]}), got {generator!r}")
     if version == 1:
         if shift != "full" or fog:
             raise DadaError("the shift ladder (data.benchmark.shift) and fog are version 2's: set "
@@ -212,7 +223,7 @@ def version_options(version, shift, fog) -> dict:
         return {}
     if fog < 0 or 0 < fog < 20:
         raise DadaError(f"data.benchmark.fog is a visibility in metres (>= 20, or 0 for none), got {fog}")
-    return {"version": 2, "shift": shift, "fog": fog}
+    return {"version": 2, "shift": shift, "fog": fog, "generator": generator}
 
 
 def make_benchmark(
@@ -227,6 +238,7 @@ def make_benchmark(
     version: int = 1,
     shift: str = "full",
     fog: float = 0,
+    generator: str | None = None,
     overwrite: bool = False,
     preview: bool = True,
     progress: Callable[[int, int], None] | None = None,
@@ -235,9 +247,10 @@ def make_benchmark(
 
     Counts and size left None take ``version``'s defaults (:data:`DEFAULTS`, :data:`DEFAULTS_V2`).
     ``progress(done, total)`` is called as images are written. ``overwrite`` replaces an existing ``out``;
-    without it an existing non-empty ``out`` is an error. Returns ``out``.
+    without it an existing non-empty ``out`` is an error. ``generator``: version 2's generator (None: the
+    current one, "4"; "3": the study's, :data:`GENERATORS`). Returns ``out``.
     """
-    opts = version_options(version, shift, fog)
+    opts = version_options(version, shift, fog, generator)
     base = DEFAULTS_V2 if opts else DEFAULTS
     num_source = base["num_source"] if num_source is None else num_source
     num_target_train = base["num_target_train"] if num_target_train is None else num_target_train
@@ -295,7 +308,7 @@ def make_benchmark(
             write_preview(tmp / "preview.png", seed, size, opts=opts)
         summary = _summary(seed, counts, size, hists, len(train), len(val))
         if opts:  # version 2: the version, the ladder's rung, the fog and the fingerprint
-            summary["generator_version"] = GENERATOR_VERSIONS[opts["version"]]
+            summary["generator_version"] = opts["generator"]
             summary["benchmark_version"] = opts["version"]
             summary["params"].update(shift=opts["shift"], fog=opts["fog"])
             summary["fingerprint"] = fingerprint.summarise(stats)
