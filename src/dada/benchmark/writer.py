@@ -91,7 +91,7 @@ def generate(seed: int, domain: str, index: int, size: tuple[int, int], version:
     world = SOURCE_STYLE_V2 if source and shift in ("content", "full") else TARGET_STYLE_V2
     look = "source" if source and shift in ("appearance", "full") else "target"
     scene = sample_scene(rng, world, tuple(size))
-    rgb, geo = render_v2(scene, rng, look, fog=fog, float32_math=generator == "3")
+    rgb, geo = render_v2(scene, rng, look, fog=fog, float32_math=str(generator) == "3")
     return rgb, geo, scene
 
 
