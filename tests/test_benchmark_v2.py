@@ -144,7 +144,7 @@ def test_version_2_images_do_not_depend_on_the_cpus_simd(tmp_path):
 
 
 def test_generator_3_stays_reachable_and_differs_from_4_by_one_level_at_most(monkeypatch):
-    """The study's generator "3" (float32 haze and tone curve) is data.benchmark.generator=3: the same scenes,
+    """The study's generator "3" (float32 tone curve) is data.benchmark.generator=3: the same scenes,
     labels and depth as "4", images within one level, its float32 math (the reason for "4") kept."""
     from dada.benchmark import shading
 

@@ -336,14 +336,7 @@ def shade_v2(scene: Scene, geo: Geometry, rng: np.random.Generator, look: str, f
     if p["camera"]:
         visibility = float(rng.uniform(10000, 40000))  # drawn always: fog changes nothing else
         visibility = float(fog) if fog else visibility
-        # exp and power in float64, then float32: numpy's float32 exp/power differ by an ulp between CPUs
-        # (AVX-512 vs AVX2 code paths), enough to move a pixel; in float64 the float32 result is the same.
-        # float32_math: generator "3"'s float32 haze and tone curve (its images depend on the CPU's SIMD)
-        if float32_math:
-            haze = (1.0 - np.exp(-np.minimum(geo.depth, FAR) * (2.996 / visibility))).astype(f32)[..., None]
-        else:
-            depth64 = np.minimum(geo.depth, FAR).astype(np.float64)
-            haze = (1.0 - np.exp(-depth64 * (2.996 / visibility))).astype(f32)[..., None]
+        haze = (1.0 - np.exp(-np.minimum(geo.depth, FAR) * (2.996 / visibility))).astype(f32)[..., None]
         haze_col = np.asarray(p["horizon"], f32) * f32(rng.uniform(0.85, 1.0))
         air = rgb * (1 - haze) + haze_col * haze  # the whole frame at once: cheaper than masking
         rgb = np.where(sky[..., None], haze_col if fog else rgb, air)
@@ -357,10 +350,13 @@ def shade_v2(scene: Scene, geo: Geometry, rng: np.random.Generator, look: str, f
     rgb *= (float(rng.uniform(0.85, 1.25)) * rng.uniform(0.9, 1.1, 3)).astype(f32)
     np.clip(rgb, 0, None, out=rgb)
     rgb = rgb / (1.0 + 0.35 * rgb)  # soft shoulder
+    # the tone curve in float64, then float32: numpy's float32 power differs by an ulp between CPUs (AVX-512
+    # vs AVX2 code paths), enough to move a pixel; float32_math: generator "3"'s float32 power (its images
+    # depend on the CPU's SIMD). The haze's exp above is float64 in both (the depth is float64).
     if float32_math:
         rgb = np.power(np.clip(rgb * 1.25, 0, 1), f32(0.9))
     else:
-        rgb = np.power(np.clip(rgb * 1.25, 0, 1).astype(np.float64), 0.9).astype(f32)  # float64: see haze
+        rgb = np.power(np.clip(rgb * 1.25, 0, 1).astype(np.float64), 0.9).astype(f32)
     rgb *= _vignette(h, w)[..., None]
     sigma = float(rng.uniform(0.4, 0.9)) * h / 128.0  # the same optical blur at any image size
     rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
@@ -372,7 +368,7 @@ def shade_v2(scene: Scene, geo: Geometry, rng: np.random.Generator, look: str, f
 def render_v2(scene: Scene, rng: np.random.Generator, look: str,
               fog: float = 0, float32_math: bool = False) -> tuple[np.ndarray, Geometry]:
     """Version 2: geometry and the ``look``'s rendering; a car-mounted camera's bonnet is labelled ego.
-    ``float32_math``: generator "3"'s haze and tone curve (see :func:`shade_v2`)."""
+    ``float32_math``: generator "3"'s float32 tone curve (see :func:`shade_v2`)."""
     geo = render_geometry(scene)
     rgb = shade_v2(scene, geo, rng, look, fog, float32_math)
     if scene.bonnet:

@@ -41,15 +41,14 @@ from dada.io import make_temp_dir, write_image, write_json
 
 #: the generator of benchmark version 1 (the string its ``benchmark.json`` and cache keys carry)
 GENERATOR_VERSION = "2"
-#: benchmark version → generator version; version 1 stays reachable, byte for byte. Version 2's generator
-#: "3" computed exp and power in float32, whose last bit differs between CPUs (numpy's AVX-512 and AVX2
-#: code paths): a few target pixels moved by 1/255 from one machine to another; "4" computes them in
-#: float64 and is the same on every CPU dispatch (tests/test_benchmark_v2.py)
-GENERATOR_VERSIONS = {1: GENERATOR_VERSION, 2: "4"}
-#: every generator a benchmark version can still be drawn with (``data.benchmark.generator``), the current
-#: one first: version 2's "3" stays reachable so that the study made with it can be repeated (its images
-#: are reproduced byte for byte on a CPU with the same numpy code paths; docs/benchmark.md)
+#: every generator a benchmark version can be drawn with (``data.benchmark.generator``), the current one
+#: first. Version 2's generator "3" computed its tone curve (power) in float32, whose last bit differs between
+#: CPUs (numpy's AVX-512 and AVX2 code paths): a few target pixels moved by 1/255 from one machine to
+#: another; "4" computes it in float64 and is the same on every CPU dispatch (tests/test_benchmark_v2.py).
+#: "3" stays reachable so that the study made with it can be repeated (docs/benchmark.md)
 GENERATORS = {1: (GENERATOR_VERSION,), 2: ("4", "3")}
+#: benchmark version → its current generator; version 1 stays reachable, byte for byte
+GENERATOR_VERSIONS = {version: generators[0] for version, generators in GENERATORS.items()}
 #: the parameters of benchmark version 1 (the default version)
 DEFAULTS = dict(seed=0, num_source=1000, num_target_train=1000, num_target_val=250, size=(128, 256))
 #: the parameters of benchmark version 2 (docs/benchmark.md "Version 2"): 256×512, the shift ladder
@@ -80,7 +79,8 @@ def generate(seed: int, domain: str, index: int, size: tuple[int, int], version:
     Version 2's ``shift`` picks, for the source, the world and camera (the source's for ``content`` and
     ``full``, else the target's) and the rendering (the source's for ``appearance`` and ``full``, else the
     target's); the target is always the target. ``fog`` (visibility in metres, 0 none) is version 2's, as
-    is ``generator`` (None: the current one, :data:`GENERATOR_VERSIONS`; "3": the study's, float32 math)."""
+    is ``generator`` (None: the current one, :data:`GENERATOR_VERSIONS`; "3": the study's, float32 tone
+    curve)."""
     rng = image_rng(seed, domain, index)
     source = domain == "source"
     if version == 1:
